@@ -1,1 +1,5 @@
-"""observability package."""
+"""Access log, metrics and tracing."""
+
+from forecourt.observability.access_log import AccessLog
+
+__all__ = ["AccessLog"]

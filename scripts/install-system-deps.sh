@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Debian packages the test suite starts as real servers on 127.0.0.1; installed only when missing.
+set -euo pipefail
+need=()
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "install-system-deps: missing ${need[*]}; run as root or install them" >&2
+        exit 1
+    fi
+    echo "install-system-deps: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi

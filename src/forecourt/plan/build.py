@@ -1,0 +1,254 @@
+"""Config snapshot → runtime plan.
+
+Compilation that can fail (route regexes, certificates) reports through `GatewayConfig.issue`, so
+every error points at `file:line: key.path` like the loader's own, and `forecourt check` catches
+them too. Target sets are shared across reloads while their definition is unchanged, so balancer
+state (round-robin position, in-flight counts, resolved addresses) survives a reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Hashable
+
+from forecourt.config import ConfigError, ConfigIssue, GatewayConfig, Route, Service
+from forecourt.http.tls import (
+    CertificateSpec,
+    TLSConfigError,
+    build_client_context,
+    build_server_context,
+    check_snis,
+    validate_certificate,
+)
+from forecourt.plan.model import Plan, RoutePlan, ServicePlan
+from forecourt.routing import InvalidRoutePattern, Router, RouteSpec, compile_kong_regex, make_upstream_path
+from forecourt.upstream import Resolver, UpstreamTargets
+
+log = logging.getLogger(__name__)
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_READY_TIMEOUT = 5.0
+
+
+def host_header_value(host: str, port: int, protocol: str) -> bytes:
+    """`Host` for an upstream request: the port is left out when it is the scheme's default."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    if _DEFAULT_PORTS.get(protocol) == port:
+        return host.encode("idna")
+    return f"{host}:{port}".encode("idna")
+
+
+class PlanBuilder:
+    """Builds plans for one process; owns the target sets (and their DNS refresh) behind them."""
+
+    def __init__(self, dns_resolver: str | None = None) -> None:
+        self.resolver = Resolver([dns_resolver] if dns_resolver else None)
+        self._targets: dict[Hashable, UpstreamTargets] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    # ------------------------------------------------------------------ building
+    def validate(self, config: GatewayConfig) -> None:
+        """Raise `ConfigError` for anything that would stop `build`, without keeping state."""
+        self._compile(config, keep=False)
+
+    def build(self, config: GatewayConfig) -> Plan:
+        return self._compile(config, keep=True)
+
+    def _compile(self, config: GatewayConfig, *, keep: bool) -> Plan:
+        issues: list[ConfigIssue] = []
+        upstream_sources: dict[str, UpstreamTargets] = {}
+        for upstream in config.upstreams:
+            targets = tuple((t.host, t.port, t.weight) for t in upstream.targets)
+            key = ("upstream", upstream.name, upstream.algorithm, upstream.slots, targets)
+            upstream_sources[upstream.name] = self._target_set(
+                key, targets, upstream.algorithm, upstream.slots, upstream.name, keep
+            )
+        services: dict[str, ServicePlan] = {}
+        for service in config.services:
+            services[service.name] = self._service(config, service, upstream_sources, keep, issues)
+        routes: dict[str, RoutePlan] = {}
+        specs: list[RouteSpec] = []
+        for order, route in enumerate(config.routes):
+            self._check_paths(config, route, issues)
+            service_plan = services.get(route.service) if route.service else None
+            if service_plan is None:
+                issues.append(config.issue(route.source_path, "a route needs a service"))
+                continue
+            spec = RouteSpec(
+                name=route.name,
+                paths=tuple(route.paths),
+                hosts=tuple(route.hosts),
+                methods=tuple(route.methods),
+                headers={name.lower(): tuple(values) for name, values in route.headers.items()},
+                snis=tuple(route.snis),
+                protocols=tuple(route.protocols),
+                regex_priority=route.regex_priority,
+                strip_path=route.strip_path,
+                preserve_host=route.preserve_host,
+                path_handling=route.path_handling,
+                order=order,
+            )
+            plan_route = RoutePlan(
+                name=route.name,
+                service=service_plan,
+                spec=spec,
+                strip_path=route.strip_path,
+                preserve_host=route.preserve_host,
+                request_buffering=route.request_buffering,
+                response_buffering=route.response_buffering,
+                path_handling=route.path_handling,
+                protocols=tuple(route.protocols),
+                upstream_path=make_upstream_path(service_plan.path, route.strip_path, route.path_handling),
+                https_redirect_status_code=route.https_redirect_status_code,
+            )
+            object.__setattr__(spec, "payload", plan_route)
+            routes[route.name] = plan_route
+            specs.append(spec)
+        server_ssl = self._server_tls(config, issues)
+        if issues:
+            raise ConfigError(issues)
+        try:
+            router = Router(specs)
+        except InvalidRoutePattern as exc:  # pragma: no cover - paths were checked one by one above
+            raise ConfigError([config.issue((), str(exc))]) from exc
+        return Plan(
+            router=router,
+            routes=routes,
+            services=services,
+            listen=list(config.listen),
+            config=config,
+            upstreams=dict(upstream_sources),
+            server_ssl=server_ssl,
+        )
+
+    def _check_paths(self, config: GatewayConfig, route: Route, issues: list[ConfigIssue]) -> None:
+        for index, path in enumerate(route.paths):
+            if path.startswith("~"):
+                try:
+                    compile_kong_regex(path)
+                except InvalidRoutePattern as exc:
+                    issues.append(config.issue((*route.source_path, "paths", index), str(exc)))
+
+    def _service(
+        self,
+        config: GatewayConfig,
+        service: Service,
+        upstreams: dict[str, UpstreamTargets],
+        keep: bool,
+        issues: list[ConfigIssue],
+    ) -> ServicePlan:
+        upstream_name = service.host if service.host in upstreams else None
+        if upstream_name is not None:
+            source = upstreams[upstream_name]
+            upstream = next(u for u in config.upstreams if u.name == upstream_name)
+            host_header = (
+                host_header_value(upstream.host_header, service.port, service.protocol)
+                if (upstream.host_header)
+                else b""
+            )
+        else:
+            targets = ((service.host, service.port, 100),)
+            source = self._target_set(("service", targets), targets, "round-robin", 10000, service.name, keep)
+            host_header = host_header_value(service.host, service.port, service.protocol)
+        ssl_context = None
+        if service.protocol == "https":
+            ca_pems = [
+                ca.cert
+                for ca in config.ca_certificates
+                if service.ca_certificates and ca.id in service.ca_certificates
+            ]
+            try:
+                ssl_context = build_client_context(verify=bool(service.tls_verify), ca_pems=ca_pems)
+            except TLSConfigError as exc:
+                issues.append(config.issue((*service.source_path, "ca_certificates"), str(exc)))
+        return ServicePlan(
+            name=service.name,
+            protocol=service.protocol,
+            host=service.host,
+            port=service.port,
+            path=service.path,
+            retries=service.retries,
+            connect_timeout=service.connect_timeout / 1000,
+            read_timeout=service.read_timeout / 1000,
+            write_timeout=service.write_timeout / 1000,
+            targets=source,
+            upstream_name=upstream_name,
+            fixed_host_header=host_header,
+            ssl_context=ssl_context,
+            server_hostname=service.host if upstream_name is None else None,
+        )
+
+    def _target_set(
+        self,
+        key: Hashable,
+        targets: tuple[tuple[str, int, int], ...],
+        algorithm: str,
+        slots: int,
+        name: str,
+        keep: bool,
+    ) -> UpstreamTargets:
+        existing = self._targets.get(key)
+        if existing is not None:
+            return existing
+        source = UpstreamTargets(list(targets), algorithm, self.resolver, slots=slots, name=name)
+        if keep:
+            self._targets[key] = source
+        return source
+
+    def _server_tls(self, config: GatewayConfig, issues: list[ConfigIssue]) -> ssl.SSLContext | None:
+        if not config.certificates:
+            if any(item.ssl for item in config.listen):
+                issues.append(config.issue(("listen",), "an 'ssl' listener needs at least one certificate"))
+            return None
+        specs = []
+        for index, cert in enumerate(config.certificates):
+            spec = CertificateSpec(
+                id=cert.id or f"certificates[{index}]",
+                cert=cert.cert,
+                key=cert.key,
+                snis=tuple(cert.snis),
+                cert_alt=cert.cert_alt,
+                key_alt=cert.key_alt,
+            )
+            for message in validate_certificate(spec):
+                field, _, text = message.partition(": ")
+                issues.append(config.issue((*cert.source_path, field), text or message))
+            specs.append(spec)
+        for message in check_snis(specs):
+            issues.append(config.issue(("certificates",), message))
+        if issues:
+            return None
+        try:
+            return build_server_context(specs)
+        except TLSConfigError as exc:
+            issues.append(config.issue(("certificates",), str(exc)))
+            return None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def prepare(self, plan: Plan) -> None:
+        """Start name resolution for every target set of `plan` and wait briefly for a first answer."""
+        sources = {id(s): s for s in plan.upstreams.values()}
+        sources.update({id(s.targets): s.targets for s in plan.services.values()})
+        for source in sources.values():
+            source.start()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_READY_TIMEOUT):
+                await asyncio.gather(*(s.ready() for s in sources.values()), return_exceptions=True)
+
+    def retire(self, old: Plan, new: Plan) -> None:
+        """Stop target sets the new plan no longer uses."""
+        in_use = {id(s) for s in new.upstreams.values()} | {id(s.targets) for s in new.services.values()}
+        for key, source in list(self._targets.items()):
+            if id(source) not in in_use:
+                del self._targets[key]
+                task = asyncio.get_running_loop().create_task(source.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(s.close() for s in self._targets.values()), return_exceptions=True)
+        self._targets.clear()

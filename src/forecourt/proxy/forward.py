@@ -1,0 +1,473 @@
+"""Forwarding one request to one service: the exchange between a client and an upstream.
+
+An `Exchange` is a small state machine driven by protocol callbacks on both sides; it owns the
+mapping from upstream outcomes to gateway statuses (502 refused/reset/garbage, 504 timeouts, 503 no
+target), the retry rule, and response framing towards the client. Bytes produced while one upstream
+packet is parsed are gathered and written with one `write`, so a small response costs one syscall.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import TYPE_CHECKING
+
+from forecourt.http.headers import HOP_BY_HOP, IDEMPOTENT_METHODS
+from forecourt.http.status import VIA_VALUE, error_response, status_line
+
+if TYPE_CHECKING:
+    from forecourt.http.request import Request
+    from forecourt.http.server import ClientConnection
+    from forecourt.http.upstream import UpstreamConnection
+    from forecourt.plan import RoutePlan, ServicePlan
+    from forecourt.runtime import GatewayRuntime
+    from forecourt.upstream import Endpoint
+
+# Request headers the proxy never copies as they are: hop-by-hop ones, framing it sets itself, and
+# the forwarding headers it rebuilds.
+_REBUILT_REQUEST_HEADERS: frozenset[bytes] = HOP_BY_HOP | {
+    b"host",
+    b"content-length",
+    b"expect",
+    b"via",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-forwarded-port",
+    b"x-forwarded-path",
+    b"x-forwarded-prefix",
+    b"x-real-ip",
+}
+_NO_BODY_STATUSES = frozenset({204, 304})
+_RESPONSE_SKIP: frozenset[bytes] = HOP_BY_HOP | {b"via"}
+_VIA_REQUEST = b"Via: " + VIA_VALUE + b"\r\n"
+
+
+class Exchange:
+    """One request forwarded to a service, with retries, until its response is fully written."""
+
+    __slots__ = (
+        "attempts",
+        "bytes_sent_upstream",
+        "client",
+        "client_keep_alive",
+        "close_delimited",
+        "endpoint",
+        "finished",
+        "out",
+        "rechunk",
+        "req",
+        "response_bytes",
+        "response_started",
+        "route",
+        "runtime",
+        "service",
+        "status",
+        "streaming_body",
+        "t_first_byte",
+        "t_sent",
+        "tried",
+        "upstream",
+    )
+
+    def __init__(
+        self, runtime: GatewayRuntime, client: ClientConnection, req: Request, route: RoutePlan
+    ) -> None:
+        self.runtime = runtime
+        self.client = client
+        self.req = req
+        self.route = route
+        service = route.service
+        assert service is not None
+        self.service: ServicePlan = service
+        self.upstream: UpstreamConnection | None = None
+        self.endpoint: Endpoint | None = None
+        self.tried: list[Endpoint] = []
+        self.attempts = 0
+        self.bytes_sent_upstream = False
+        self.streaming_body = False
+        self.response_started = False
+        self.finished = False
+        self.rechunk = False
+        self.close_delimited = False
+        self.client_keep_alive = req.keep_alive
+        self.status = 0
+        self.response_bytes = 0
+        self.t_sent = 0.0
+        self.t_first_byte = 0.0
+        self.out: list[bytes] = []
+
+    # ------------------------------------------------------------------ picking a target
+    def start(self) -> None:
+        """Pick a target (a different one on retries, when there is one) and get a connection."""
+        balancer = self.service.targets.balancer
+        endpoint = balancer.pick(None, self.tried) if self.tried else balancer.pick(None)
+        if endpoint is None and self.tried:
+            endpoint = balancer.pick(None)
+        if endpoint is None:
+            self.fail(503, "failure to get a peer from the ring-balancer")
+            return
+        self.endpoint = endpoint
+        self.tried.append(endpoint)
+        self.attempts += 1
+        conn = self.runtime.pool.take_idle(endpoint.key)
+        if conn is not None:
+            self.attach(conn)
+        else:
+            self.start_connect()
+
+    def start_connect(self) -> None:
+        endpoint = self.endpoint
+        assert endpoint is not None
+        service = self.service
+        self.runtime.pool.connect(
+            self,
+            endpoint.key,
+            endpoint.ip,
+            endpoint.port,
+            service.connect_timeout,
+            service.ssl_context,
+            service.server_hostname or endpoint.host,
+            self.attach,
+            self.connect_failed,
+        )
+
+    def connect_failed(self, exc: BaseException) -> None:
+        if isinstance(exc, TimeoutError):
+            self.retry_or_fail(504, "The upstream server is timed out", sent=False)
+        elif isinstance(exc, ssl.SSLError | ssl.CertificateError):
+            self.retry_or_fail(502, "TLS handshake with the upstream failed", sent=False)
+        else:
+            self.retry_or_fail(502, None, sent=False)
+
+    # ------------------------------------------------------------------ sending the request
+    def attach(self, conn: UpstreamConnection) -> None:
+        """Send the request on `conn` (a warm pooled connection or a fresh one)."""
+        if self.finished:
+            self.runtime.pool.release(conn)
+            return
+        self.upstream = conn
+        req = self.req
+        loop_time = self.runtime.loop.time()
+        head = self.build_head()
+        if req.complete:
+            body = req.body
+            if body:
+                data = head + b"Content-Length: %d\r\n\r\n" % req.body_bytes + b"".join(body)
+            elif req.content_length is not None or req.method in ("POST", "PUT", "PATCH"):
+                data = head + b"Content-Length: 0\r\n\r\n"
+            else:
+                data = head + b"\r\n"
+            conn.deadline = loop_time + self.service.read_timeout
+        else:
+            # Streaming body (request_buffering off): forward what arrived so far, then chunk by chunk.
+            parts = [head]
+            if req.chunked:
+                parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
+                for chunk in req.body:
+                    parts.append(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                parts.append(b"Content-Length: %d\r\n\r\n" % (req.content_length or 0))
+                parts.extend(req.body)
+            data = b"".join(parts)
+            self.streaming_body = True
+            conn.deadline = loop_time + self.service.write_timeout
+        if self.streaming_body:
+            req.body = []  # a buffered body is kept for retries; a streamed one is gone
+        self.t_sent = loop_time
+        self.bytes_sent_upstream = True
+        conn.send(self, data, req.method == "HEAD")
+        if self.streaming_body and req.expect_continue:
+            req.expect_continue = False
+            self.client_write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def build_head(self) -> bytes:
+        """The upstream request head, without the final blank line and body framing."""
+        req = self.req
+        route = self.route
+        service = self.service
+        match = req.match
+        assert match is not None
+        build_path = route.upstream_path
+        path = build_path(req.path, match) if build_path is not None else req.path
+        parts = [req.method.encode(), b" ", path.encode(), req.query, b" HTTP/1.1\r\n"]
+        append = parts.append
+        xff: bytes | None = None
+        skip = _REBUILT_REQUEST_HEADERS
+        tokens = req.conn_tokens
+        for name, value in req.headers:
+            lname = name.lower()
+            if lname in skip:
+                if lname == b"x-forwarded-for":
+                    xff = value if xff is None else xff + b", " + value
+                continue
+            if tokens is not None and lname in tokens:
+                continue
+            append(name)
+            append(b": ")
+            append(value)
+            append(b"\r\n")
+        if route.preserve_host and req.host is not None:
+            append(b"Host: " + req.host + b"\r\n")
+        else:
+            assert self.endpoint is not None
+            append(service.host_header(self.endpoint))
+        client = self.client
+        ip = client.client_ip.encode()
+        append(b"X-Forwarded-For: " + (xff + b", " + ip if xff else ip) + b"\r\n")
+        append(client.conn_headers)
+        if req.host is not None:
+            host = req.host
+            colon = host.rfind(b":")
+            if colon > 0 and host[colon - 1 : colon] != b"]" and b"]" not in host[colon:]:
+                host = host[:colon]
+            append(b"X-Forwarded-Host: " + host + b"\r\n")
+        append(b"X-Forwarded-Path: " + req.raw_path.encode() + b"\r\n")
+        if route.strip_path and match.strip_len > 1:
+            append(b"X-Forwarded-Prefix: " + match.matched_path.encode() + b"\r\n")
+        append(_VIA_REQUEST)
+        return b"".join(parts)
+
+    def send_body(self, chunk: bytes) -> None:
+        """A body chunk arrived from the client while streaming."""
+        conn = self.upstream
+        if conn is None:
+            self.req.body.append(chunk)
+            return
+        conn.deadline = self.runtime.loop.time() + self.service.write_timeout
+        conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.req.chunked else chunk)
+
+    def body_complete(self) -> None:
+        """The client finished its streamed body."""
+        conn = self.upstream
+        if conn is None:
+            return
+        if self.req.chunked:
+            conn.write(b"0\r\n\r\n")
+        conn.deadline = self.runtime.loop.time() + self.service.read_timeout
+
+    def abort_request(self) -> None:
+        """The client's streamed body turned out malformed: the upstream must not act on it."""
+        conn = self.upstream
+        self.upstream = None
+        if conn is not None:
+            conn.abort()
+        if self.response_started:
+            self.finish(keep_alive=False, upstream_reusable=False)
+            self.client.close()
+        else:
+            self.client_keep_alive = False
+            self.fail(400, None)
+
+    # ------------------------------------------------------------------ the response
+    def response_head(
+        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], upstream_keep_alive: bool
+    ) -> None:
+        now = self.runtime.loop.time()
+        self.t_first_byte = now
+        self.status = status
+        self.response_started = True
+        conn = self.upstream
+        if conn is not None:
+            conn.deadline = now + self.service.read_timeout
+        req = self.req
+        out = self.out
+        out.append(status_line(status, reason))
+        has_length = False
+        chunked = False
+        via: bytes | None = None
+        tokens: frozenset[bytes] | None = None
+        skip = _RESPONSE_SKIP
+        for name, value in headers:
+            lname = name.lower()
+            if lname in skip:
+                if lname == b"transfer-encoding":
+                    chunked = True
+                elif lname == b"via":
+                    via = value
+                elif lname == b"connection":
+                    tokens = frozenset(t.strip().lower() for t in value.split(b","))
+                continue
+            if lname == b"content-length":
+                has_length = True
+            out.append(name + b": " + value + b"\r\n")
+        if tokens is not None and tokens - {b"close", b"keep-alive"}:
+            self._drop_named_headers(tokens)
+        bodyless = req.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200
+        keep_alive = self.client_keep_alive and not self.client.closing
+        if not bodyless and not has_length:
+            if req.version == "1.1":
+                self.rechunk = True
+                out.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                keep_alive = False
+            self.close_delimited = not chunked
+        self.client_keep_alive = keep_alive
+        runtime = self.runtime
+        append = out.append
+        append(b"Via: " + (via + b", " + VIA_VALUE if via else VIA_VALUE) + b"\r\n")
+        append(b"X-Forecourt-Upstream-Latency: %d\r\n" % int((now - self.t_sent) * 1000))
+        append(b"X-Forecourt-Proxy-Latency: %d\r\n" % int((self.t_sent - req.start) * 1000))
+        append(runtime.request_id_header + b": " + req.request_id.encode() + b"\r\n")
+        if not keep_alive:
+            append(b"Connection: close\r\n\r\n")
+        elif req.version == "1.0":
+            append(b"Connection: keep-alive\r\n\r\n")
+        else:
+            append(b"\r\n")
+
+    def _drop_named_headers(self, tokens: frozenset[bytes]) -> None:
+        kept = [self.out[0]]
+        for line in self.out[1:]:
+            name = line.split(b":", 1)[0].strip().lower()
+            if name not in tokens:
+                kept.append(line)
+        self.out = kept
+
+    def response_body(self, chunk: bytes) -> None:
+        self.response_bytes += len(chunk)
+        if self.rechunk:
+            self.out.append(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        else:
+            self.out.append(chunk)
+
+    def response_done(self, upstream_keep_alive: bool) -> None:
+        if self.rechunk:
+            self.out.append(b"0\r\n\r\n")
+        self.flush()
+        self.finish(
+            keep_alive=self.client_keep_alive,
+            upstream_reusable=upstream_keep_alive and not self.streaming_body_pending(),
+        )
+
+    def streaming_body_pending(self) -> bool:
+        return self.streaming_body and not self.req.complete
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            data = b"".join(out) if len(out) > 1 else out[0]
+            self.out = []
+            self.client_write(data)
+
+    def client_write(self, data: bytes) -> None:
+        transport = self.client.transport
+        if transport is not None and not self.client.closing:
+            transport.write(data)
+
+    def pause_upstream_reading(self) -> None:
+        conn = self.upstream
+        if conn is not None and conn.transport is not None:
+            conn.transport.pause_reading()
+
+    def resume_upstream_reading(self) -> None:
+        conn = self.upstream
+        if conn is not None and conn.transport is not None and not conn.closed:
+            conn.transport.resume_reading()
+
+    # ------------------------------------------------------------------ failures
+    def upstream_lost(self, exc: Exception | None) -> None:
+        """The upstream connection closed while this exchange was using it."""
+        self.upstream = None
+        if self.finished:
+            return
+        if self.response_started:
+            if self.close_delimited:
+                # End of a close-delimited body is the end of the response.
+                self.response_done(False)
+            else:
+                self.flush()
+                self.finish(keep_alive=False, upstream_reusable=False)
+                self.client.close()
+            return
+        self.retry_or_fail(502, None, sent=True)
+
+    def upstream_garbage(self) -> None:
+        conn = self.upstream
+        self.upstream = None
+        if conn is not None:
+            conn.abort()
+        if self.response_started:
+            self.flush()
+            self.finish(keep_alive=False, upstream_reusable=False)
+            self.client.close()
+            return
+        self.out = []
+        self.retry_or_fail(502, None, sent=True)
+
+    def upstream_timeout(self) -> None:
+        conn = self.upstream
+        self.upstream = None
+        if conn is not None:
+            conn.abort()
+        if self.response_started:
+            self.flush()
+            self.finish(keep_alive=False, upstream_reusable=False)
+            self.client.close()
+            return
+        self.retry_or_fail(504, "The upstream server is timed out", sent=True)
+
+    def retry_or_fail(self, status: int, message: str | None, *, sent: bool) -> None:
+        """Retry on another target when that is safe, otherwise answer `status`.
+
+        Safe means: retries left, nothing of the response reached the client, the request body
+        is still at hand, and either no byte reached the upstream or the method is idempotent.
+        """
+        req = self.req
+        self.upstream = None
+        if (
+            self.attempts <= self.service.retries
+            and not self.response_started
+            and not self.streaming_body
+            and (not sent or req.method in IDEMPOTENT_METHODS)
+        ):
+            self.runtime.note_retry(self)
+            self.start()
+            return
+        self.fail(status, message)
+
+    def fail(self, status: int, message: str | None) -> None:
+        """Answer with a gateway-made error (nothing of the upstream's response was sent)."""
+        if self.finished:
+            return
+        self.status = status
+        req = self.req
+        if self.streaming_body and not req.complete:
+            self.client_keep_alive = False
+        data = error_response(
+            status,
+            req.request_id,
+            message,
+            close=not self.client_keep_alive,
+            head_only=req.method == "HEAD",
+            request_id_header=self.runtime.request_id_header,
+        )
+        self.client_write(data)
+        self.finish(keep_alive=self.client_keep_alive, upstream_reusable=False)
+
+    def client_gone(self) -> None:
+        """The client closed its connection: stop the upstream side too."""
+        if self.finished:
+            return
+        if not self.status or not self.response_started:
+            self.status = 499
+        conn = self.upstream
+        self.upstream = None
+        if conn is not None:
+            conn.abort()
+        self.finish(keep_alive=False, upstream_reusable=False, notify_client=False)
+
+    def finish(self, *, keep_alive: bool, upstream_reusable: bool, notify_client: bool = True) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        conn = self.upstream
+        self.upstream = None
+        if conn is not None:
+            conn.deadline = 0.0
+            if upstream_reusable:
+                self.runtime.pool.release(conn)
+            else:
+                conn.close()
+        self.runtime.access_log.log_exchange(self)
+        if notify_client:
+            self.client.exchange_done(keep_alive)

@@ -1,0 +1,198 @@
+"""One gateway's live state in one worker: the current plan, listeners, pool, log and watchdog.
+
+The runtime is what protocol objects hold on to. `plan` is swapped by a single assignment on
+reload; everything a request needs from it is read once, when the request is routed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from forecourt.http.limits import ServerLimits
+from forecourt.http.pool import ConnectionPool, PoolLimits
+from forecourt.http.status import NO_ROUTE_MESSAGE
+from forecourt.observability import AccessLog
+from forecourt.routing import InvalidPath, normalize_path
+
+if TYPE_CHECKING:
+    import ssl
+
+    from forecourt.http.request import Request
+    from forecourt.http.server import ClientConnection
+    from forecourt.plan import Plan
+    from forecourt.proxy.forward import Exchange
+
+_WATCHDOG_TICK = 0.1
+_ABSOLUTE_FORMS = (b"http://", b"https://")
+
+
+@dataclass(slots=True, eq=False)
+class Listener:
+    """One proxy listener (`listen` entry): where it binds and what it tells upstreams."""
+
+    host: str
+    port: int
+    ssl: bool = False
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl else "http"
+
+    def forwarded_block(self, client_ip: str) -> bytes:
+        """Per-connection forwarding headers, built once when the connection opens."""
+        return (
+            f"X-Real-IP: {client_ip}\r\nX-Forwarded-Proto: {self.scheme}\r\nX-Forwarded-Port: {self.port}\r\n"
+        ).encode("latin-1")
+
+
+class GatewayRuntime:
+    """Shared state of one gateway (one config file) inside one worker process."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        loop: asyncio.AbstractEventLoop,
+        limits: ServerLimits | None = None,
+        pool_limits: PoolLimits | None = None,
+        access_log: AccessLog | None = None,
+        request_id_header: bytes = b"X-Forecourt-Request-Id",
+        name: str = "",
+    ) -> None:
+        self.plan = plan
+        self.loop = loop
+        self.name = name
+        self.limits = limits or ServerLimits()
+        self.pool = ConnectionPool(loop, pool_limits)
+        self.access_log = access_log or AccessLog(None)
+        self.request_id_header = request_id_header
+        self.clients: set[ClientConnection] = set()
+        self.servers: list[asyncio.Server] = []
+        self.retries = 0
+        self._id_prefix = os.urandom(8).hex()
+        self._id_counter = itertools.count(1)
+        self._watchdog: asyncio.TimerHandle | None = None
+
+    # ------------------------------------------------------------------ per request
+    def new_request_id(self) -> str:
+        """32 hex digits like Kong's request ids: a random per-worker prefix and a counter."""
+        return f"{self._id_prefix}{next(self._id_counter):016x}"
+
+    def route(self, req: Request, listener: Listener) -> None:
+        """Normalise the target and resolve the route; errors are recorded on the request."""
+        req.request_id = self.new_request_id()
+        target = req.target
+        query_at = target.find(b"?")
+        raw = target if query_at < 0 else target[:query_at]
+        if query_at >= 0:
+            req.query = target[query_at:]
+        if raw[:1] != b"/":
+            raw = self._absolute_form(req, raw)
+            if not raw:
+                return
+        raw_path = raw.decode("latin-1")
+        req.raw_path = raw_path
+        try:
+            path = normalize_path(raw_path)
+        except InvalidPath:
+            req.error = 400
+            req.error_message = "Bad request: invalid request path"
+            return
+        req.path = path
+        host = req.host
+        match = self.plan.router.resolve(
+            req.method,
+            host.decode("latin-1") if host is not None else None,
+            path,
+            req.headers,
+            listener.scheme,
+        )
+        if match is None:
+            req.error = 404
+            req.error_message = NO_ROUTE_MESSAGE
+            return
+        req.match = match
+
+    def _absolute_form(self, req: Request, raw: bytes) -> bytes:
+        """`GET http://host/path`: the target's authority replaces Host (RFC 9112 §3.2.2)."""
+        lowered = raw[:8].lower()
+        for prefix in _ABSOLUTE_FORMS:
+            if lowered.startswith(prefix):
+                rest = raw[len(prefix) :]
+                slash = rest.find(b"/")
+                authority, path = (rest, b"/") if slash < 0 else (rest[:slash], rest[slash:])
+                if not authority:
+                    break
+                req.host = authority
+                return path
+        req.error = 400
+        req.error_message = "Bad request: invalid request target"
+        req.raw_path = raw.decode("latin-1")
+        return b""
+
+    def serve(self, client: ClientConnection, req: Request) -> None:
+        """Serve a routed request (the head of the client's queue)."""
+        from forecourt.proxy.forward import Exchange
+
+        match = req.match
+        assert match is not None
+        exchange = Exchange(self, client, req, match.payload)
+        client.exchange = exchange
+        exchange.start()
+
+    def note_retry(self, exchange: Exchange) -> None:
+        self.retries += 1
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self, listeners: list[Listener], ssl_context: ssl.SSLContext | None = None) -> None:
+        """Bind every listener (SO_REUSEPORT, so worker processes can share them)."""
+        from forecourt.http.server import ClientConnection
+
+        for listener in listeners:
+            server = await self.loop.create_server(
+                lambda listener=listener: ClientConnection(self, listener),
+                listener.host,
+                listener.port,
+                reuse_port=True,
+                backlog=4096,
+                ssl=ssl_context if listener.ssl else None,
+            )
+            self.servers.append(server)
+        self._watchdog = self.loop.call_later(_WATCHDOG_TICK, self._tick)
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        for client in [c for c in self.clients if c.deadline and c.deadline <= now]:
+            client.on_timeout(now)
+        for conn in [c for c in self.pool.all if c.deadline and c.deadline <= now]:
+            conn.on_timeout(now)
+        self.access_log.flush()
+        self._watchdog = self.loop.call_later(_WATCHDOG_TICK, self._tick)
+
+    def stop_accepting(self) -> None:
+        for server in self.servers:
+            server.close()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait for in-flight exchanges to finish (then close idle keep-alive connections)."""
+        deadline = self.loop.time() + timeout
+        while self.loop.time() < deadline:
+            busy = [c for c in self.clients if c.exchange is not None or c.queue]
+            for client in self.clients:
+                if client.exchange is None and not client.queue:
+                    client.close()
+            if not busy:
+                break
+            await asyncio.sleep(0.05)
+
+    def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        for client in list(self.clients):
+            client.close()
+        self.pool.close()
+        self.access_log.flush()

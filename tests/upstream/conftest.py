@@ -1,0 +1,18 @@
+"""Fixtures for the upstream tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from upstream_dnsmasq import DnsServer, run_dnsmasq
+
+
+@pytest.fixture
+def dnsmasq(tmp_path: Path) -> Iterator[DnsServer]:
+    """A real dnsmasq on 127.0.0.1 serving svc.test (two A records) and single.test, TTL 1 s."""
+    with run_dnsmasq(tmp_path) as server:
+        if server is None:
+            pytest.skip("dnsmasq is not installed (apt-get install dnsmasq-base)")
+        yield server
