@@ -43,7 +43,10 @@ def main() -> int:
     parser.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for compare.py after --")
     args = parser.parse_args()
     forecourt = REPO / ".venv" / "bin" / "forecourt"
-    cmd = f"{shlex.quote(str(forecourt))} run {{config}} --listen 127.0.0.1:{{port}} --workers {args.workers} --access-log {shlex.quote(args.access_log)}"
+    cmd = (
+        f"{shlex.quote(str(forecourt))} run {{config}} --listen 127.0.0.1:{{port}} "
+        f"--workers {args.workers} --access-log {shlex.quote(args.access_log)}"
+    )
     scenarios = (
         ["plain", *sorted(p.stem for p in CONFIGS.glob("*.yaml"))]
         if args.scenario == "all"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from forecourt.routing import RouteMatch, Router, RouteSpec
@@ -66,6 +66,29 @@ def _linear_resolve(
         if not route.prefixes and not route.regexes:
             return route.no_path_match[0]
     return None
+
+
+@settings(max_examples=400)
+@given(
+    route_specs(),
+    st.sampled_from(["/", "/a", "/a/", "/a/1", "/ab", "/abc/x", "/b/c", "/a/x", "/b/x", "/c", "/b/zz"]),
+    st.sampled_from(["a.com", "x.a.com", "a.org", "b.com:8000", "b.com", None]),
+    st.sampled_from(["GET", "POST"]),
+    st.sampled_from([(), ((b"x-v", b"1"),), ((b"x-v", b"1"), (b"x-w", b"z"))]),
+)
+def test_index_agrees_with_a_linear_scan(
+    specs: list[RouteSpec],
+    path: str,
+    host: str | None,
+    method: str,
+    headers: tuple[tuple[bytes, bytes], ...],
+) -> None:
+    router = Router(specs)
+    expected = _linear_resolve(router, method, host, path, headers)
+    found = router.resolve(method, host, path, headers, "https")
+    assert (found and (found.spec.name, found.matched_path, found.uri_captures)) == (
+        expected and (expected.spec.name, expected.matched_path, expected.uri_captures)
+    )
 
 
 def _kong_priority(route: CompiledRoute) -> int:

@@ -39,6 +39,10 @@ def test_quoted_literal() -> None:
     assert not regex.match("/v100+/x")
 
 
+def test_route_path_spelling_with_tilde_is_accepted() -> None:
+    assert compile_kong_regex(r"~/orders/\d+").match("/orders/1")
+
+
 def test_match_is_anchored_at_the_path_start() -> None:
     regex = compile_kong_regex(r"/orders/\d+")
     assert regex.match("/orders/1/items")

@@ -24,6 +24,7 @@ from forecourt.http.tls import (
     validate_certificate,
 )
 from forecourt.plan.model import Plan, RoutePlan, ServicePlan
+from forecourt.proxy.hashing import HashKeyFn, make_hash_key
 from forecourt.routing import InvalidRoutePattern, Router, RouteSpec, compile_kong_regex, make_upstream_path
 from forecourt.upstream import Resolver, UpstreamTargets
 
@@ -142,9 +143,11 @@ class PlanBuilder:
         issues: list[ConfigIssue],
     ) -> ServicePlan:
         upstream_name = service.host if service.host in upstreams else None
+        hash_key: HashKeyFn | None = None
         if upstream_name is not None:
             source = upstreams[upstream_name]
             upstream = next(u for u in config.upstreams if u.name == upstream_name)
+            hash_key = make_hash_key(upstream)
             host_header = (
                 host_header_value(upstream.host_header, service.port, service.protocol)
                 if (upstream.host_header)
@@ -180,6 +183,7 @@ class PlanBuilder:
             fixed_host_header=host_header,
             ssl_context=ssl_context,
             server_hostname=service.host if upstream_name is None else None,
+            hash_key=hash_key,
         )
 
     def _target_set(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from forecourt.config import GatewayConfig, Listen
+    from forecourt.proxy.hashing import HashKeyFn
     from forecourt.routing import Router, RouteSpec, UpstreamPathBuilder
     from forecourt.upstream import Balancer, Endpoint
 
@@ -48,6 +49,7 @@ class ServicePlan:
     fixed_host_header: bytes
     ssl_context: ssl.SSLContext | None = None
     server_hostname: str | None = None
+    hash_key: HashKeyFn | None = None
     _host_headers: dict[str, bytes] = field(default_factory=dict)
 
     def host_header(self, endpoint: Endpoint) -> bytes:

@@ -55,6 +55,7 @@ class Exchange:
         "finished",
         "out",
         "rechunk",
+        "released",
         "req",
         "response_bytes",
         "response_started",
@@ -81,6 +82,7 @@ class Exchange:
         self.service: ServicePlan = service
         self.upstream: UpstreamConnection | None = None
         self.endpoint: Endpoint | None = None
+        self.released = True
         self.tried: list[Endpoint] = []
         self.attempts = 0
         self.bytes_sent_upstream = False
@@ -99,14 +101,19 @@ class Exchange:
     # ------------------------------------------------------------------ picking a target
     def start(self) -> None:
         """Pick a target (a different one on retries, when there is one) and get a connection."""
-        balancer = self.service.targets.balancer
-        endpoint = balancer.pick(None, self.tried) if self.tried else balancer.pick(None)
+        service = self.service
+        balancer = service.targets.balancer
+        key = service.hash_key(self.req, self.client.client_ip) if service.hash_key is not None else None
+        endpoint = balancer.pick(key, self.tried) if self.tried else balancer.pick(key)
         if endpoint is None and self.tried:
-            endpoint = balancer.pick(None)
+            endpoint = balancer.pick(key)
+        self.release_endpoint()
         if endpoint is None:
             self.fail(503, "failure to get a peer from the ring-balancer")
             return
+        balancer.acquire(endpoint)
         self.endpoint = endpoint
+        self.released = False
         self.tried.append(endpoint)
         self.attempts += 1
         conn = self.runtime.pool.take_idle(endpoint.key)
@@ -114,6 +121,16 @@ class Exchange:
             self.attach(conn)
         else:
             self.start_connect()
+
+    def release_endpoint(self) -> None:
+        """Give the balancer back the in-flight slot of the current target (least-connections)."""
+        endpoint = self.endpoint
+        if endpoint is not None and not self.released:
+            self.released = True
+            balancer = self.service.targets.balancer
+            balancer.release(endpoint)
+            if self.t_first_byte:
+                balancer.observe(endpoint, self.t_first_byte - self.t_sent)
 
     def start_connect(self) -> None:
         endpoint = self.endpoint
@@ -460,6 +477,7 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        self.release_endpoint()
         conn = self.upstream
         self.upstream = None
         if conn is not None:

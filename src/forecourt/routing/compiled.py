@@ -67,6 +67,7 @@ class CompiledRoute:
         "regexes",
         "snis",
         "spec",
+        "unconditional",
     )
 
     def __init__(
@@ -87,6 +88,8 @@ class CompiledRoute:
         self.snis = frozenset(normalize_sni(s) for s in spec.snis) if spec.snis else None
         self.headers = tuple(HeaderCondition(n, v, spec.name) for n, v in spec.headers.items())
         self.https_only = _https_only(spec.protocols)
+        #: Only a path condition (or none): `accepts` would be True, so the router skips the call.
+        self.unconditional = not (self.methods or self.host_names is not None or self.snis or self.headers)
         self.regexes = regexes
         strip = spec.strip_path
         # Prefix matches carry nothing request-specific: build them once, share them per request.
@@ -95,7 +98,7 @@ class CompiledRoute:
         )
         self.no_path_match = self._shared_matches("", 1)
 
-    def accepts(  # noqa: PLR0917 - hot path: plain positional call, no request object to allocate
+    def accepts(
         self,
         method: str,
         host_name: str | None,

@@ -1,13 +1,16 @@
-"""Candidate lookup: which compiled routes can possibly match a request path, cheaply.
+"""Candidate lookup: which compiled routes can possibly match a request, found cheaply.
 
-Two structures, both built once per router:
+Built once per router:
 
 - Prefix paths are plain string prefixes in Kong (`/api` matches `/apiary`), so the prefix groups
-  that match a path are exactly those keyed by `path[:n]` for some prefix length `n`: one dict
-  lookup per distinct length, and only the lengths that occur under the request's first segment.
+  that match a path are exactly those stored under `path[:n]` for some prefix length `n`: one dict
+  lookup per distinct length, and only the lengths in use under the request's first segment.
 - Regex and path-less groups cannot be looked up that way; they are listed per first segment,
   using a regex's literal leading text (`~/api/v\\d+` → `/api/v`) when it has one, and listed for
   every segment when it has none (`~/(a|b)`, `~.*`, no paths).
+- Within each of those lists, groups whose hosts are all exact names without a port are also
+  filed by host name, so a table of many host-routed tenants costs one more dict lookup, not a
+  scan. Every list stays in priority order; the router takes the best of the two it looks at.
 
 A prefix pins the request's first segment exactly when it has a second `/` (`/api/orders` →
 segment `api`), otherwise only the segment's start (`/api` → segments starting with `api`). Each
@@ -17,26 +20,57 @@ known segment gets a precomputed `Bucket`; an unknown segment uses the bucket of
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypeVar
 
 from forecourt.routing.compiled import CompiledRoute
 from forecourt.routing.match import RouteMatch
 
-__all__ = ["Bucket", "PrefixEntry", "RouteIndex"]
+__all__ = ["Bucket", "Candidates", "PrefixEntry", "RouteIndex"]
 
 #: A prefix group plus its shared matches for secure and insecure requests.
 PrefixEntry = tuple[CompiledRoute, RouteMatch, RouteMatch]
 
+T = TypeVar("T")
+
+
+class Candidates(Generic[T]):
+    """Items in priority order, split into those filed by exact host name and the rest."""
+
+    __slots__ = ("by_host", "rest")
+
+    def __init__(self, items: Iterable[T], route_of: Callable[[T], CompiledRoute]) -> None:
+        ordered = sorted({id(item): item for item in items}.values(), key=lambda item: route_of(item).rank)
+        by_host: dict[str, list[T]] = {}
+        rest: list[T] = []
+        for item in ordered:
+            route = route_of(item)
+            if route.host_names and route.host_matcher is None:
+                for name in route.host_names:
+                    by_host.setdefault(name, []).append(item)
+            else:
+                rest.append(item)
+        self.by_host: dict[str, tuple[T, ...]] = {name: tuple(items) for name, items in by_host.items()}
+        self.rest: tuple[T, ...] = tuple(rest)
+
+
+def _route_of_entry(entry: PrefixEntry) -> CompiledRoute:
+    return entry[0]
+
+
+def _route_itself(route: CompiledRoute) -> CompiledRoute:
+    return route
+
 
 class Bucket:
     """What to try for one first segment: prefix lengths to look up (longest first), and the
-    regex/path-less groups in priority order."""
+    regex/path-less groups."""
 
     __slots__ = ("lengths", "others")
 
     def __init__(self, lengths: Iterable[int], others: Iterable[CompiledRoute]) -> None:
         self.lengths = tuple(sorted(set(lengths), reverse=True))
-        self.others = tuple(sorted(set(others), key=lambda route: route.rank))
+        self.others = Candidates(others, _route_itself)
 
 
 class RouteIndex:
@@ -50,7 +84,7 @@ class RouteIndex:
         # key -> (prefix lengths, other routes); "=seg" pins the segment, "^seg" its start
         exact: dict[str, tuple[list[int], list[CompiledRoute]]] = {}
         starts: dict[str, tuple[list[int], list[CompiledRoute]]] = {}
-        for route in routes:  # already in priority order
+        for route in routes:
             for prefix, secure, insecure in route.prefixes:
                 by_prefix.setdefault(prefix, []).append((route, secure, insecure))
             keys = set(route.index_keys())
@@ -76,7 +110,9 @@ class RouteIndex:
                     others.extend(entry[1])
             return Bucket(lengths, others)
 
-        self.by_prefix: dict[str, tuple[PrefixEntry, ...]] = {p: tuple(e) for p, e in by_prefix.items()}
+        self.by_prefix: dict[str, Candidates[PrefixEntry]] = {
+            prefix: Candidates(entries, _route_of_entry) for prefix, entries in by_prefix.items()
+        }
         self._by_segment = {segment: bucket_for(segment) for segment in {*exact, *starts}}
         self._catch_all = Bucket((), everywhere)
         self._start_lengths = tuple(sorted({len(s) for s in starts}, reverse=True))

@@ -32,10 +32,11 @@ def is_regex_path(path: str) -> bool:
 
 
 def compile_kong_regex(pattern: str) -> re.Pattern[str]:
-    """Compile a Kong (PCRE) path regex; pass the body without the leading `~`.
+    """Compile a Kong (PCRE) path regex, given as the route path (`~/users/\\d+`) or its body.
 
     Use `.match(path)` on the result: that is what anchors it at the start of the path.
     """
+    pattern = pattern.removeprefix(REGEX_MARK)
     try:
         translated = _translate(pattern)
         return re.compile(translated)

@@ -36,7 +36,7 @@ __all__ = ["Router"]
 class Router:
     """An immutable, compiled route table."""
 
-    __slots__ = ("_by_prefix", "_header_names", "_index", "_routes", "_uses_hosts", "specs")
+    __slots__ = ("_by_prefix", "_header_names", "_index", "_no_rank", "_routes", "_uses_hosts", "specs")
 
     def __init__(self, specs: Sequence[RouteSpec]) -> None:
         self.specs: tuple[RouteSpec, ...] = tuple(specs)
@@ -49,12 +49,13 @@ class Router:
         self._uses_hosts = any(route.host_names is not None for route in routes)
         self._index = RouteIndex(routes)
         self._by_prefix = self._index.by_prefix
+        self._no_rank = len(routes)  # worse than every real rank
 
     def __len__(self) -> int:
         """The number of compiled path groups (at least one per HTTP route)."""
         return len(self._routes)
 
-    def resolve(  # noqa: PLR0917 - the server calls it positionally; the signature is the contract
+    def resolve(
         self,
         method: str,
         host: str | None,
@@ -79,36 +80,93 @@ class Router:
         header_values = self._collect_headers(headers) if self._header_names else None
 
         # Prefix groups: exact lookups by length; keep the best-ranked one that accepts.
-        best: CompiledRoute | None = None
+        best_rank = self._no_rank
         best_match: RouteMatch | None = None
         size = len(path)
         for length in bucket.lengths:
             if length > size:
                 continue
-            entries = self._by_prefix.get(path[:length])
-            if entries is None:
+            slot = self._by_prefix.get(path[:length])
+            if slot is None:
                 continue
-            for route, secure_match, insecure_match in entries:
-                if best is not None and route.rank > best.rank:
+            if host_name and slot.by_host:
+                for route, secure_match, insecure_match in slot.by_host.get(host_name, ()):
+                    if route.rank > best_rank:
+                        break
+                    if route.accepts(method, host_name, host_port, header_values, https, sni):
+                        best_rank = route.rank
+                        best_match = secure_match if https else insecure_match
+                        break
+            for route, secure_match, insecure_match in slot.rest:
+                if route.rank > best_rank:
                     break
-                if route.accepts(method, host_name, host_port, header_values, https, sni):
-                    best, best_match = route, secure_match if https else insecure_match
+                if route.unconditional or route.accepts(
+                    method, host_name, host_port, header_values, https, sni
+                ):
+                    best_rank = route.rank
+                    best_match = secure_match if https else insecure_match
                     break
 
-        # Regex and path-less groups, in priority order, only while they outrank that prefix.
-        for route in bucket.others:
-            if best is not None and route.rank > best.rank:
+        # Regex and path-less groups, in priority order, only while they outrank the best so far.
+        others = bucket.others
+        if host_name and others.by_host:
+            by_host = others.by_host.get(host_name)
+            if by_host is not None:
+                best_rank, best_match = self._scan_others(
+                    by_host,
+                    best_rank,
+                    best_match,
+                    method,
+                    host_name,
+                    host_port,
+                    path,
+                    header_values,
+                    https,
+                    sni,
+                )
+        if others.rest:
+            best_rank, best_match = self._scan_others(
+                others.rest,
+                best_rank,
+                best_match,
+                method,
+                host_name,
+                host_port,
+                path,
+                header_values,
+                https,
+                sni,
+            )
+        return best_match
+
+    @staticmethod
+    def _scan_others(
+        routes: tuple[CompiledRoute, ...],
+        best_rank: int,
+        best_match: RouteMatch | None,
+        method: str,
+        host_name: str | None,
+        host_port: int | None,
+        path: str,
+        header_values: dict[bytes, list[str]] | None,
+        https: bool,
+        sni: str | None,
+    ) -> tuple[int, RouteMatch | None]:
+        """The first regex/path-less group that fully matches and outranks `best_rank`, if any."""
+        for route in routes:
+            if route.rank > best_rank:
                 break
-            if not route.accepts(method, host_name, host_port, header_values, https, sni):
+            if not (
+                route.unconditional or route.accepts(method, host_name, host_port, header_values, https, sni)
+            ):
                 continue
             if not route.regexes:
-                secure_match, insecure_match = route.no_path_match
-                return secure_match if https else insecure_match
+                return route.rank, route.no_path_match[0 if https else 1]
             for regex in route.regexes:
                 found = regex.pattern.match(path)
                 if found is not None:
-                    return route.regex_match(regex, found, not https)
-        return best_match
+                    return route.rank, route.regex_match(regex, found, not https)
+        return best_rank, best_match
 
     def _collect_headers(self, headers: Sequence[tuple[bytes, bytes]]) -> dict[bytes, list[str]]:
         """Gather the values of the header names some route tests; values decode as latin-1."""
