@@ -82,7 +82,7 @@ class GatewayRuntime:
         """32 hex digits like Kong's request ids: a random per-worker prefix and a counter."""
         return f"{self._id_prefix}{next(self._id_counter):016x}"
 
-    def route(self, req: Request, listener: Listener) -> None:
+    def route(self, req: Request, client: ClientConnection) -> None:
         """Normalise the target and resolve the route; errors are recorded on the request."""
         req.request_id = self.new_request_id()
         target = req.target
@@ -109,11 +109,18 @@ class GatewayRuntime:
             host.decode("latin-1") if host is not None else None,
             path,
             req.headers,
-            listener.scheme,
+            client.listener.scheme,
+            client.sni,
         )
         if match is None:
             req.error = 404
             req.error_message = NO_ROUTE_MESSAGE
+            return
+        if match.https_required:
+            # Kong routes the request, then refuses it: 426 (or the route's redirect status).
+            route = match.payload
+            req.error = route.https_redirect_status_code
+            req.error_message = "Please use HTTPS protocol"
             return
         req.match = match
 

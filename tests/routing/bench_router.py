@@ -37,7 +37,11 @@ def main() -> None:
         "no match (404)": ("GET", "api.example.com", "/nothing/here"),
     }
     for label, (method, host, path) in cases.items():
-        ns = per_call_ns(lambda m=method, h=host, p=path: big.resolve(m, h, p, HEADERS))
+
+        def call(m: str = method, h: str = host, p: str = path) -> object:
+            return big.resolve(m, h, p, HEADERS)
+
+        ns = per_call_ns(call)
         print(f"1,000 routes, {label:<29} {ns:7.0f} ns/resolve")
 
     fast = per_call_ns(lambda: normalize_path("/api/orders/123"))

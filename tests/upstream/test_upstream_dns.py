@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from upstream_dnsmasq import DnsServer
+from tests.support.dnsmasq import DnsServer
 
 from forecourt.upstream import DNSTimeoutError, NameNotFoundError, NameserverError, Resolver, SrvRecord
 from forecourt.upstream.dns import HostsFile, parse_nameserver

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import pytest
 import uvloop
-from upstream_dnsmasq import DnsServer
+from tests.support.dnsmasq import DnsServer
 
 from forecourt.upstream import Resolver, Target, UpstreamTargets
 

@@ -62,6 +62,7 @@ class ClientConnection(asyncio.Protocol):
         "queue",
         "reading_paused",
         "runtime",
+        "sni",
         "transport",
         "write_paused",
     )
@@ -89,6 +90,8 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if isinstance(peer, tuple) else "127.0.0.1"
         self.conn_headers = self.listener.forwarded_block(self.client_ip)
+        ssl_object = transport.get_extra_info("ssl_object")
+        self.sni: str | None = ssl_object.server_hostname if ssl_object is not None else None
         self.deadline = self.runtime.loop.time() + self.runtime.limits.header_timeout
         self.runtime.clients.add(self)
 
@@ -219,7 +222,7 @@ class ClientConnection(asyncio.Protocol):
         if req.content_length is not None and req.content_length > limits.max_body_bytes:
             raise RequestRejected(413)
         req.host = host
-        runtime.route(req, self.listener)
+        runtime.route(req, self)
         self.queue.append(req)
         self.deadline = req.start + limits.body_timeout if req.has_body() else 0.0
 

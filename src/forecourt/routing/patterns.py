@@ -41,7 +41,7 @@ def compile_kong_regex(pattern: str) -> re.Pattern[str]:
         translated = _translate(pattern)
         return re.compile(translated)
     except (re.error, ValueError) as exc:
-        raise InvalidRoutePattern(f"invalid regex path {REGEX_MARK}{pattern!r}: {exc}") from exc
+        raise InvalidRoutePattern(f"invalid regex path {REGEX_MARK + pattern!r}: {exc}") from exc
 
 
 def _read_name(text: str, start: int, close: str) -> tuple[str, int]:
