@@ -30,10 +30,10 @@ def recording_upstream() -> Iterator[RecordingUpstream]:
 def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
     started: list[GatewayProcess] = []
 
-    def make(config: dict[str, Any] | str, *args: str) -> GatewayProcess:
+    def make(config: dict[str, Any] | str, *args: str, tls: bool = False) -> GatewayProcess:
         workdir = tmp_path / f"gw{len(started)}"
         workdir.mkdir()
-        gateway = GatewayProcess(config, workdir, *args).start()
+        gateway = GatewayProcess(config, workdir, *args, tls=tls).start()
         started.append(gateway)
         return gateway
 

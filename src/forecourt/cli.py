@@ -27,6 +27,46 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dns-resolver", metavar="HOST:PORT", help="DNS server for upstream hostnames")
     run.add_argument("--redis", metavar="URL", help="Redis for shared counters and caches")
+    limits = run.add_argument_group("client limits (per connection; sizes accept k/m suffixes)")
+    limits.add_argument(
+        "--header-timeout", type=float, metavar="SECONDS", help="time to receive a request head (default 60)"
+    )
+    limits.add_argument(
+        "--body-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="longest pause while receiving a request body (default 60)",
+    )
+    limits.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="idle time before a keep-alive connection is closed (default 60)",
+    )
+    limits.add_argument(
+        "--max-body-size",
+        type=_size,
+        metavar="BYTES",
+        help="largest request body; larger answers 413 (default 64m)",
+    )
+    limits.add_argument(
+        "--max-request-line",
+        type=_size,
+        metavar="BYTES",
+        help="longest request target; longer answers 414 (default 8k)",
+    )
+    limits.add_argument(
+        "--max-header-size",
+        type=_size,
+        metavar="BYTES",
+        help="largest header block; larger answers 431 (default 32k)",
+    )
+    limits.add_argument(
+        "--max-headers",
+        type=int,
+        metavar="N",
+        help="most request header fields; more answers 431 (default 100)",
+    )
 
     check = sub.add_parser("check", help="validate config files and print every error")
     check.add_argument("files", nargs="+", metavar="FILE")
@@ -35,6 +75,16 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", metavar="FILE", help="gateway config (default: examples/seed-routing.yaml)")
     demo.add_argument("--listen", default="127.0.0.1:8000", metavar="ADDR")
     return parser
+
+
+def _size(value: str) -> int:
+    """`65536`, `64k` or `64m` → bytes."""
+    text = value.strip().lower()
+    scale = {"k": 1024, "m": 1024 * 1024}.get(text[-1:], 1)
+    digits = text[:-1] if scale != 1 else text
+    if not digits.isdigit():
+        raise argparse.ArgumentTypeError(f"invalid size {value!r}: expected bytes, e.g. 65536, 64k or 8m")
+    return int(digits) * scale
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,10 +15,11 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from forecourt.config import ConfigError, GatewayConfig, load_config
+from forecourt.http.limits import ServerLimits
 from forecourt.observability import AccessLog
 from forecourt.plan import Plan
 from forecourt.plan.build import PlanBuilder
@@ -42,10 +43,16 @@ class RunOptions:
     dns_resolver: str | None = None
     redis: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> RunOptions:
         workers = os.cpu_count() or 1 if args.workers == "auto" else int(args.workers)
+        given = {
+            name: getattr(args, flag)
+            for flag, name in _LIMIT_FLAGS.items()
+            if getattr(args, flag, None) is not None
+        }
         return cls(
             files=list(args.files),
             listen=args.listen,
@@ -54,7 +61,20 @@ class RunOptions:
             access_log=args.access_log,
             dns_resolver=args.dns_resolver,
             redis=args.redis,
+            limits=replace(ServerLimits(), **given),
         )
+
+
+# `forecourt run` flag (argparse dest) → ServerLimits field.
+_LIMIT_FLAGS = {
+    "header_timeout": "header_timeout",
+    "body_timeout": "body_timeout",
+    "keepalive_timeout": "keepalive_timeout",
+    "max_body_size": "max_body_bytes",
+    "max_request_line": "max_request_line",
+    "max_header_size": "max_header_bytes",
+    "max_headers": "max_header_count",
+}
 
 
 def check_files(files: Sequence[str]) -> int:
@@ -110,9 +130,16 @@ class Gateway:
         await self.builder.prepare(plan)
         name = Path(self.path).stem
         self.runtime = GatewayRuntime(
-            plan, loop=loop, access_log=AccessLog.open(self.options.access_log, name), name=name
+            plan,
+            loop=loop,
+            limits=self.options.limits,
+            access_log=AccessLog.open(self.options.access_log, name),
+            name=name,
         )
-        await self.runtime.start(self.listeners(plan), plan.server_ssl)
+        listeners = self.listeners(plan)
+        if plan.server_ssl is None and any(item.ssl for item in listeners):
+            raise ConfigError([plan.config.issue((), "an 'ssl' listener needs at least one certificate")])
+        await self.runtime.start(listeners, plan.server_ssl)
         for listener in self.listeners(plan):
             log.info(
                 "gateway %s listening on %s://%s:%d", name, listener.scheme, listener.host, listener.port

@@ -19,8 +19,11 @@ from tests.support.net import free_port, wait_for_port
 class GatewayProcess:
     """Writes `config` to a file, runs `forecourt run` on a free port, stops it on `stop()`."""
 
-    def __init__(self, config: dict[str, Any] | str, workdir: Path, *extra_args: str) -> None:
+    def __init__(
+        self, config: dict[str, Any] | str, workdir: Path, *extra_args: str, tls: bool = False
+    ) -> None:
         self.workdir = workdir
+        self.tls = tls
         self.port = free_port()
         self.config_path = workdir / "gateway.yaml"
         self.write_config(config)
@@ -41,7 +44,7 @@ class GatewayProcess:
             "run",
             str(self.config_path),
             "--listen",
-            f"127.0.0.1:{self.port}",
+            f"127.0.0.1:{self.port}" + (" ssl" if self.tls else ""),
             "--access-log",
             str(self.access_log),
             *self.extra_args,
@@ -50,12 +53,18 @@ class GatewayProcess:
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=self._stderr, env=os.environ.copy()
         )
-        try:
-            wait_for_port(self.port, timeout=15)
-        except TimeoutError:
-            self.stop()
-            raise RuntimeError(f"gateway did not start:\n{self.stderr()}") from None
-        return self
+        deadline = time.monotonic() + 15
+        while True:
+            if self.proc.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"gateway exited at startup:\n{self.stderr()}")
+            try:
+                wait_for_port(self.port, timeout=0.2)
+                return self
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"gateway did not start:\n{self.stderr()}") from None
 
     @property
     def url(self) -> str:

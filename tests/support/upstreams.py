@@ -25,9 +25,10 @@ OK_RESPONSE = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Len
 class DemoUpstream:
     """The demo JSON echo service, on a free port, in a background thread."""
 
-    def __init__(self, name: str = "upstream") -> None:
+    def __init__(self, name: str = "upstream", host: str = "127.0.0.1", port: int | None = None) -> None:
         self.name = name
-        self.port = free_port()
+        self.host = host
+        self.port = port or free_port()
         self.service = DemoService(name)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -36,7 +37,7 @@ class DemoUpstream:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(self.service.serve("127.0.0.1", self.port))
+        self._server = self._loop.run_until_complete(self.service.serve(self.host, self.port))
         self._started.set()
         self._loop.run_forever()
         self._server.close()
@@ -51,7 +52,7 @@ class DemoUpstream:
     def start(self) -> DemoUpstream:
         self._thread.start()
         self._started.wait(5)
-        wait_for_port(self.port)
+        wait_for_port(self.port, host=self.host)
         return self
 
     @property

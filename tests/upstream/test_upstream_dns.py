@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.support.dnsmasq import DnsServer
 
 from forecourt.upstream import DNSTimeoutError, NameNotFoundError, NameserverError, Resolver, SrvRecord
 from forecourt.upstream.dns import HostsFile, parse_nameserver
+from tests.support.dnsmasq import DnsServer
 
 # Local answers must never reach a nameserver: point it at a port where nobody listens.
 NOWHERE = "127.0.0.1:9"

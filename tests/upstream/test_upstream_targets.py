@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 import uvloop
-from tests.support.dnsmasq import DnsServer
 
 from forecourt.upstream import Resolver, Target, UpstreamTargets
+from tests.support.dnsmasq import DnsServer
 
 NOWHERE = "127.0.0.1:9"
 
