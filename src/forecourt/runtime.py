@@ -73,6 +73,9 @@ class GatewayRuntime:
         self.clients: set[ClientConnection] = set()
         self.servers: list[asyncio.Server] = []
         self.retries = 0
+        # Kong's /status counters (summed across workers by admin/counters.py).
+        self.connections_accepted = 0
+        self.total_requests = 0
         self._id_prefix = os.urandom(8).hex()
         self._id_counter = itertools.count(1)
         self._watchdog: asyncio.TimerHandle | None = None
@@ -84,6 +87,7 @@ class GatewayRuntime:
 
     def route(self, req: Request, client: ClientConnection) -> None:
         """Normalise the target and resolve the route; errors are recorded on the request."""
+        self.total_requests += 1
         req.request_id = self.new_request_id()
         target = req.target
         query_at = target.find(b"?")
@@ -160,8 +164,12 @@ class GatewayRuntime:
         from forecourt.http.server import ClientConnection
 
         for listener in listeners:
+            def accept(listener: Listener = listener) -> ClientConnection:
+                self.connections_accepted += 1
+                return ClientConnection(self, listener)
+
             server = await self.loop.create_server(
-                lambda listener=listener: ClientConnection(self, listener),
+                accept,
                 listener.host,
                 listener.port,
                 reuse_port=True,

@@ -19,20 +19,26 @@ def _pem(blob: trustme.Blob) -> str:
     return blob.bytes().decode()
 
 
+def service(port: int) -> dict[str, Any]:
+    return {"name": "svc", "url": f"http://127.0.0.1:{port}", "routes": [{"paths": ["/"]}]}
+
+
 def presented_subject(port: int, server_name: str | None, ca: trustme.CA) -> tuple[str, bytes]:
     """Handshake with `server_name`, send one request; the certificate's SAN and the response."""
     context = ssl.create_default_context()
     ca.configure_trust(context)
     if server_name is None:
         context.check_hostname = False
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-        with context.wrap_socket(raw, server_hostname=server_name) as tls:
-            der = tls.getpeercert(binary_form=True)
-            assert der is not None
-            tls.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            data = b""
-            while chunk := tls.recv(65536):
-                data += chunk
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname=server_name) as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        tls.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := tls.recv(65536):
+            data += chunk
     cert = x509.load_der_x509_certificate(der)
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     return names.get_values_for_type(x509.DNSName)[0], data

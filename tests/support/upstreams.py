@@ -41,7 +41,9 @@ class DemoUpstream:
         self._started.set()
         self._loop.run_forever()
         self._server.close()
+        self.service.close_connections()
         self._loop.run_until_complete(self._server.wait_closed())
+        self._loop.run_until_complete(asyncio.sleep(0.01))
         pending = asyncio.all_tasks(self._loop)
         for task in pending:
             task.cancel()
@@ -133,6 +135,12 @@ class RecordingUpstream:
     def data(self) -> bytes:
         with self._lock:
             return b"".join(self.received)
+
+    def clear(self) -> None:
+        """Forget what was received so far (for upstreams shared between test cases)."""
+        with self._lock:
+            self.received.clear()
+            self.connections = 0
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -28,6 +28,12 @@ class DemoService:
         self.name = name
         self.extra = extra or {}
         self.requests = 0
+        self.transports: set[asyncio.Transport] = set()
+
+    def close_connections(self) -> None:
+        """Close every open client connection (a server's close() leaves them open)."""
+        for transport in list(self.transports):
+            transport.close()
 
     async def serve(self, host: str, port: int) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -50,9 +56,12 @@ class _DemoProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        self.service.transports.add(self.transport)
         self.worker = asyncio.get_running_loop().create_task(self._serve())
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.service.transports.discard(self.transport)
         if self.worker is not None:
             self.worker.cancel()
 
