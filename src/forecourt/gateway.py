@@ -82,8 +82,9 @@ def check_files(files: Sequence[str]) -> int:
     failed = False
     for path in files:
         try:
-            config = load_config(path)
-            PlanBuilder().validate(config)
+            builder = PlanBuilder()
+            config = load_config(path, builder.registry)
+            builder.validate(config)
         except ConfigError as exc:
             failed = True
             for issue in exc.issues:
@@ -121,7 +122,7 @@ class Gateway:
         self.mtime = 0.0
 
     def load(self) -> Plan:
-        config: GatewayConfig = load_config(self.path)
+        config: GatewayConfig = load_config(self.path, self.builder.registry)
         return self.builder.build(config)
 
     async def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -170,6 +171,23 @@ class Gateway:
         self.builder.retire(old, plan)
         log.info("reloaded %s", self.path)
         return True
+
+    async def apply_text(self, text: str) -> None:
+        """Validate `text` as this gateway's config and swap it in (admin `POST /config`).
+
+        Raises `ConfigError` (with every issue) and changes nothing when `text` is invalid.
+        Minimal version added by the admin API: it swaps the plan in this worker only; it neither
+        writes the file nor tells other workers, and `listen` changes need a restart.
+        """
+        from forecourt.config import parse_config
+
+        assert self.runtime is not None
+        plan = self.builder.build(parse_config(text, self.path, self.builder.registry))
+        await self.builder.prepare(plan)
+        old = self.runtime.plan
+        self.runtime.plan = plan
+        self.builder.retire(old, plan)
+        log.info("applied a new config to %s through the admin API", self.path)
 
     def changed(self) -> bool:
         return _mtime(self.path) != self.mtime

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,7 @@ from forecourt.http.limits import ServerLimits
 from forecourt.http.pool import ConnectionPool, PoolLimits
 from forecourt.http.status import NO_ROUTE_MESSAGE
 from forecourt.observability import AccessLog
+from forecourt.pipeline import Response
 from forecourt.routing import InvalidPath, normalize_path
 
 if TYPE_CHECKING:
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from forecourt.http.server import ClientConnection
     from forecourt.plan import Plan
     from forecourt.proxy.forward import Exchange
+
+log = logging.getLogger(__name__)
 
 _WATCHDOG_TICK = 0.1
 _ABSOLUTE_FORMS = (b"http://", b"https://")
@@ -79,6 +84,7 @@ class GatewayRuntime:
         self._id_prefix = os.urandom(8).hex()
         self._id_counter = itertools.count(1)
         self._watchdog: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ per request
     def new_request_id(self) -> str:
@@ -103,8 +109,11 @@ class GatewayRuntime:
         try:
             path = normalize_path(raw_path)
         except InvalidPath:
+            # A target the gateway cannot route safely says the client (or something in between)
+            # is confused: answer and close, as for any other malformed request.
             req.error = 400
             req.error_message = "Bad request: invalid request path"
+            req.keep_alive = False
             return
         req.path = path
         host = req.host
@@ -142,18 +151,54 @@ class GatewayRuntime:
                 return path
         req.error = 400
         req.error_message = "Bad request: invalid request target"
+        req.keep_alive = False
         req.raw_path = raw.decode("latin-1")
         return b""
 
     def serve(self, client: ClientConnection, req: Request) -> None:
         """Serve a routed request (the head of the client's queue)."""
+        from forecourt.pipeline import Context
         from forecourt.proxy.forward import Exchange
 
         match = req.match
         assert match is not None
-        exchange = Exchange(self, client, req, match.payload)
+        route = match.payload
+        chain = route.chain
+        if chain is None:
+            exchange = Exchange(self, client, req, route)
+            client.exchange = exchange
+            exchange.start()
+            return
+        ctx = Context(req, client, route, chain)
+        exchange = Exchange(self, client, req, route, ctx)
         client.exchange = exchange
-        exchange.start()
+        result = chain.run_access(ctx)
+        if result is None:
+            exchange.start()
+        elif isinstance(result, Response):
+            exchange.respond(result)
+        else:
+            task = self.loop.create_task(self._finish_access(exchange, result))
+            exchange.access_task = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _finish_access(self, exchange: Exchange, pending: Awaitable[Response | None]) -> None:
+        """The rest of an access phase in which some plugin had to wait."""
+        try:
+            result = await pending
+        except Exception:
+            log.exception("plugin access phase failed")
+            exchange.access_task = None
+            exchange.fail(500, None)
+            return
+        exchange.access_task = None
+        if exchange.finished:
+            return
+        if result is None:
+            exchange.start()
+        else:
+            exchange.respond(result)
 
     def note_retry(self, exchange: Exchange) -> None:
         self.retries += 1

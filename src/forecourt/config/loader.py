@@ -43,7 +43,7 @@ def parse_config(
     log.extend(document.issues)
     assert isinstance(document.data, dict)  # read_document guarantees a mapping
     declarations = read_declarations(document.data, log)
-    config = resolve_config(declarations, plugin_schemas or {}, log)
+    config = resolve_config(declarations, plugin_schemas if plugin_schemas is not None else {}, log)
     if config is None:
         raise ConfigError(_in_file_order(log.issues))
     return config

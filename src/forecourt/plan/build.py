@@ -12,7 +12,10 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Hashable
+from collections.abc import Coroutine, Hashable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
 
 from forecourt.config import ConfigError, ConfigIssue, GatewayConfig, Route, Service
 from forecourt.http.tls import (
@@ -22,6 +25,15 @@ from forecourt.http.tls import (
     build_server_context,
     check_snis,
     validate_certificate,
+)
+from forecourt.pipeline import (
+    Consumer,
+    ConsumerIndex,
+    Plugin,
+    PluginEnv,
+    PluginRegistry,
+    PluginScope,
+    PluginSet,
 )
 from forecourt.plan.model import Plan, RoutePlan, ServicePlan
 from forecourt.proxy.hashing import HashKeyFn, make_hash_key
@@ -46,8 +58,15 @@ def host_header_value(host: str, port: int, protocol: str) -> bytes:
 class PlanBuilder:
     """Builds plans for one process; owns the target sets (and their DNS refresh) behind them."""
 
-    def __init__(self, dns_resolver: str | None = None) -> None:
+    def __init__(
+        self,
+        dns_resolver: str | None = None,
+        registry: PluginRegistry | None = None,
+        env: PluginEnv | None = None,
+    ) -> None:
         self.resolver = Resolver([dns_resolver] if dns_resolver else None)
+        self.registry = registry if registry is not None else PluginRegistry()
+        self.env = env if env is not None else PluginEnv()
         self._targets: dict[Hashable, UpstreamTargets] = {}
         self._closing: set[asyncio.Task[None]] = set()
 
@@ -110,6 +129,12 @@ class PlanBuilder:
             routes[route.name] = plan_route
             specs.append(spec)
         server_ssl = self._server_tls(config, issues)
+        consumers = self._consumers(config)
+        plugins = self._plugins(config, consumers, issues)
+        plugin_set = PluginSet(plugins)
+        for route_plan in routes.values():
+            service_name = route_plan.service.name if route_plan.service is not None else None
+            route_plan.chain = plugin_set.chain(route_plan.name, service_name)
         if issues:
             raise ConfigError(issues)
         try:
@@ -124,7 +149,39 @@ class PlanBuilder:
             config=config,
             upstreams=dict(upstream_sources),
             server_ssl=server_ssl,
+            plugins=plugins,
+            consumers=consumers,
         )
+
+    def _consumers(self, config: GatewayConfig) -> ConsumerIndex:
+        index = ConsumerIndex()
+        for consumer in config.consumers:
+            index.add(
+                Consumer(
+                    id=consumer.id or consumer.name, username=consumer.username, custom_id=consumer.custom_id
+                )
+            )
+        return index
+
+    def _plugins(
+        self, config: GatewayConfig, consumers: ConsumerIndex, issues: list[ConfigIssue]
+    ) -> list[Plugin[Any]]:
+        """One instance per enabled plugin entry; a plugin may reject its config when built."""
+        env = replace(self.env, consumers=consumers, gateway=Path(config.source.file).stem)
+        plugins: list[Plugin[Any]] = []
+        for entry in config.plugins:
+            if not entry.enabled:
+                continue
+            cls = self.registry.plugin_class(entry.name)
+            if cls is None:  # pragma: no cover - the loader already refused unknown names
+                issues.append(config.issue((*entry.source_path, "name"), f'unknown plugin "{entry.name}"'))
+                continue
+            scope = PluginScope(route=entry.route, service=entry.service, consumer=entry.consumer)
+            try:
+                plugins.append(cls(entry.config, scope, env))
+            except ValueError as exc:
+                issues.append(config.issue((*entry.source_path, "config"), str(exc)))
+        return plugins
 
     def _check_paths(self, config: GatewayConfig, route: Route, issues: list[ConfigIssue]) -> None:
         for index, path in enumerate(route.paths):
@@ -242,17 +299,26 @@ class PlanBuilder:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_READY_TIMEOUT):
                 await asyncio.gather(*(s.ready() for s in sources.values()), return_exceptions=True)
+        for plugin in plan.plugins:
+            await plugin.start()
 
     def retire(self, old: Plan, new: Plan) -> None:
         """Stop target sets the new plan no longer uses."""
+        for plugin in old.plugins:
+            self._spawn(plugin.close())
         in_use = {id(s) for s in new.upstreams.values()} | {id(s.targets) for s in new.services.values()}
         for key, source in list(self._targets.items()):
             if id(source) not in in_use:
                 del self._targets[key]
-                task = asyncio.get_running_loop().create_task(source.close())
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+                self._spawn(source.close())
 
-    async def close(self) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self, plan: Plan | None = None) -> None:
+        if plan is not None:
+            await asyncio.gather(*(p.close() for p in plan.plugins), return_exceptions=True)
         await asyncio.gather(*(s.close() for s in self._targets.values()), return_exceptions=True)
         self._targets.clear()

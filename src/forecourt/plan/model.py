@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from forecourt.config import GatewayConfig, Listen
+    from forecourt.pipeline import ConsumerIndex, Plugin, PluginChain
     from forecourt.proxy.hashing import HashKeyFn
     from forecourt.routing import Router, RouteSpec, UpstreamPathBuilder
     from forecourt.upstream import Balancer, Endpoint
@@ -81,6 +82,7 @@ class RoutePlan:
     protocols: tuple[str, ...] = ("http", "https")
     upstream_path: UpstreamPathBuilder | None = None
     https_redirect_status_code: int = 426
+    chain: PluginChain | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -94,3 +96,5 @@ class Plan:
     config: GatewayConfig
     upstreams: dict[str, TargetSource] = field(default_factory=dict)
     server_ssl: ssl.SSLContext | None = None
+    plugins: list[Plugin[Any]] = field(default_factory=list)
+    consumers: ConsumerIndex | None = None

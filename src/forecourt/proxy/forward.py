@@ -8,16 +8,18 @@ packet is parsed are gathered and written with one `write`, so a small response 
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import TYPE_CHECKING
 
 from forecourt.http.headers import HOP_BY_HOP, IDEMPOTENT_METHODS
-from forecourt.http.status import VIA_VALUE, error_response, status_line
+from forecourt.http.status import SERVER_HEADER, VIA_VALUE, error_response, status_line
 
 if TYPE_CHECKING:
     from forecourt.http.request import Request
     from forecourt.http.server import ClientConnection
     from forecourt.http.upstream import UpstreamConnection
+    from forecourt.pipeline import Context, Response
     from forecourt.plan import RoutePlan, ServicePlan
     from forecourt.runtime import GatewayRuntime
     from forecourt.upstream import Endpoint
@@ -46,11 +48,13 @@ class Exchange:
     """One request forwarded to a service, with retries, until its response is fully written."""
 
     __slots__ = (
+        "access_task",
         "attempts",
         "bytes_sent_upstream",
         "client",
         "client_keep_alive",
         "close_delimited",
+        "ctx",
         "endpoint",
         "finished",
         "out",
@@ -71,9 +75,16 @@ class Exchange:
     )
 
     def __init__(
-        self, runtime: GatewayRuntime, client: ClientConnection, req: Request, route: RoutePlan
+        self,
+        runtime: GatewayRuntime,
+        client: ClientConnection,
+        req: Request,
+        route: RoutePlan,
+        ctx: Context | None = None,
     ) -> None:
         self.runtime = runtime
+        self.ctx = ctx
+        self.access_task: asyncio.Task[None] | None = None
         self.client = client
         self.req = req
         self.route = route
@@ -205,7 +216,11 @@ class Exchange:
         match = req.match
         assert match is not None
         build_path = route.upstream_path
-        path = build_path(req.path, match) if build_path is not None else req.path
+        ctx = self.ctx
+        if ctx is not None and ctx.upstream_path is not None:
+            path = ctx.upstream_path
+        else:
+            path = build_path(req.path, match) if build_path is not None else req.path
         parts = [req.method.encode(), b" ", path.encode(), req.query, b" HTTP/1.1\r\n"]
         append = parts.append
         xff: bytes | None = None
@@ -287,6 +302,9 @@ class Exchange:
         if conn is not None:
             conn.deadline = now + self.service.read_timeout
         req = self.req
+        ctx = self.ctx
+        if ctx is not None and (ctx.chain.response or ctx.chain.body):
+            headers, status, reason = self._run_response_phase(ctx, status, reason, headers)
         out = self.out
         out.append(status_line(status, reason))
         has_length = False
@@ -310,6 +328,9 @@ class Exchange:
         if tokens is not None and tokens - {b"close", b"keep-alive"}:
             self._drop_named_headers(tokens)
         bodyless = req.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200
+        if has_length and not bodyless and ctx is not None and ctx.chain.body:
+            # Body filters may change the length: the length header was dropped; re-frame.
+            has_length = False
         keep_alive = self.client_keep_alive and not self.client.closing
         if not bodyless and not has_length:
             if req.version == "1.1":
@@ -332,6 +353,20 @@ class Exchange:
         else:
             append(b"\r\n")
 
+    def _run_response_phase(
+        self, ctx: Context, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[list[tuple[bytes, bytes]], int, bytes]:
+        """Let response-phase plugins see and change the head (Kong's header_filter)."""
+        from forecourt.pipeline import ResponseHead
+
+        head = ResponseHead(status, reason, list(headers))
+        ctx.response_head = head
+        for plugin in ctx.chain.response:
+            plugin.response(ctx, head)
+        if ctx.chain.body:
+            head.remove(b"content-length")
+        return head.headers, head.status, head.reason if head.status == status else b""
+
     def _drop_named_headers(self, tokens: frozenset[bytes]) -> None:
         kept = [self.out[0]]
         for line in self.out[1:]:
@@ -342,12 +377,27 @@ class Exchange:
 
     def response_body(self, chunk: bytes) -> None:
         self.response_bytes += len(chunk)
+        ctx = self.ctx
+        if ctx is not None and ctx.chain.body:
+            chunk = self._filter_body(ctx, chunk, last=False)
+            if not chunk:
+                return
         if self.rechunk:
             self.out.append(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         else:
             self.out.append(chunk)
 
+    def _filter_body(self, ctx: Context, chunk: bytes, *, last: bool) -> bytes:
+        for plugin in ctx.chain.body:
+            chunk = plugin.body(ctx, chunk, last)
+        return chunk
+
     def response_done(self, upstream_keep_alive: bool) -> None:
+        ctx = self.ctx
+        if ctx is not None and ctx.chain.body and self.req.method != "HEAD":
+            tail = self._filter_body(ctx, b"", last=True)
+            if tail:
+                self.out.append(b"%x\r\n%s\r\n" % (len(tail), tail) if self.rechunk else tail)
         if self.rechunk:
             self.out.append(b"0\r\n\r\n")
         self.flush()
@@ -442,6 +492,43 @@ class Exchange:
             return
         self.fail(status, message)
 
+    def respond(self, response: Response) -> None:
+        """Answer with a response a plugin made in its access phase (no upstream involved)."""
+        if self.finished:
+            return
+        req = self.req
+        self.t_sent = self.runtime.loop.time()
+        status = response.status
+        body = response.render_body(req.request_id)
+        headers = list(response.headers)
+        if response.message is not None and not response.has_header(b"content-type"):
+            headers.insert(0, (b"Content-Type", b"application/json; charset=utf-8"))
+        ctx = self.ctx
+        reason = b""
+        if ctx is not None and (ctx.chain.response or ctx.chain.body):
+            headers, status, reason = self._run_response_phase(ctx, status, b"", headers)
+            if ctx.chain.body and req.method != "HEAD":
+                body = self._filter_body(ctx, body, last=False) + self._filter_body(ctx, b"", last=True)
+        self.status = status
+        self.response_started = True
+        keep_alive = self.client_keep_alive and not self.client.closing
+        if not req.complete:
+            keep_alive = False  # the unread body makes the connection unusable
+        self.client_keep_alive = keep_alive
+        parts = [status_line(status, reason)]
+        for name, value in headers:
+            if name.lower() != b"content-length":
+                parts.append(name + b": " + value + b"\r\n")
+        parts.append(b"Content-Length: %d\r\n" % len(body))
+        parts.append(self.runtime.request_id_header + b": " + req.request_id.encode() + b"\r\n")
+        parts.append(SERVER_HEADER)
+        parts.append(b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
+        if req.method != "HEAD":
+            parts.append(body)
+        self.response_bytes = len(body)
+        self.client_write(b"".join(parts))
+        self.finish(keep_alive=keep_alive, upstream_reusable=False)
+
     def fail(self, status: int, message: str | None) -> None:
         """Answer with a gateway-made error (nothing of the upstream's response was sent)."""
         if self.finished:
@@ -467,6 +554,9 @@ class Exchange:
             return
         if not self.status or not self.response_started:
             self.status = 499
+        if self.access_task is not None:
+            self.access_task.cancel()
+            self.access_task = None
         conn = self.upstream
         self.upstream = None
         if conn is not None:
@@ -487,5 +577,9 @@ class Exchange:
             else:
                 conn.close()
         self.runtime.access_log.log_exchange(self)
+        ctx = self.ctx
+        if ctx is not None:
+            for plugin in ctx.chain.log:
+                plugin.log(ctx)
         if notify_client:
             self.client.exchange_done(keep_alive)

@@ -1,0 +1,106 @@
+"""Per-request state shared by the plugins of one request.
+
+A `Context` exists only on routes that have plugins, so a plugin-free route pays nothing for it.
+Plugin instances hold immutable config; anything a plugin learns about the request lives here
+(`consumer`, `credential`, `jwt_claims`, or its own entry in `shared`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from forecourt.http.request import Request
+    from forecourt.http.server import ClientConnection
+    from forecourt.pipeline.chain import PluginChain
+    from forecourt.pipeline.consumers import Consumer, Credential
+    from forecourt.plan import RoutePlan
+
+
+class ResponseHead:
+    """The status and headers of a response while response-phase plugins may still change them."""
+
+    __slots__ = ("headers", "reason", "status")
+
+    def __init__(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+
+    def get(self, name: bytes) -> bytes | None:
+        lowered = name.lower()
+        for n, v in self.headers:
+            if n.lower() == lowered:
+                return v
+        return None
+
+    def remove(self, name: bytes) -> None:
+        lowered = name.lower()
+        self.headers = [(n, v) for n, v in self.headers if n.lower() != lowered]
+
+    def set(self, name: bytes, value: bytes) -> None:
+        self.remove(name)
+        self.headers.append((name, value))
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+
+class Context:
+    """One request's plugin state."""
+
+    __slots__ = (
+        "authenticated_groups",
+        "chain",
+        "client",
+        "consumer",
+        "credential",
+        "jwt_claims",
+        "req",
+        "response_head",
+        "route",
+        "shared",
+        "upstream_path",
+    )
+
+    def __init__(self, req: Request, client: ClientConnection, route: RoutePlan, chain: PluginChain) -> None:
+        self.req = req
+        self.client = client
+        self.route = route
+        self.chain = chain
+        self.consumer: Consumer | None = None
+        self.credential: Credential | None = None
+        self.authenticated_groups: tuple[str, ...] | None = None
+        self.jwt_claims: dict[str, Any] | None = None
+        self.shared: dict[str, Any] = {}
+        self.response_head: ResponseHead | None = None
+        self.upstream_path: str | None = None
+
+    # ------------------------------------------------------------------ request headers
+    @property
+    def client_ip(self) -> str:
+        return self.client.client_ip
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first request header `name` (case-insensitive), or None."""
+        lowered = name.lower()
+        for n, v in self.req.headers:
+            if n.lower() == lowered:
+                return v
+        return None
+
+    def header_values(self, name: bytes) -> list[bytes]:
+        lowered = name.lower()
+        return [v for n, v in self.req.headers if n.lower() == lowered]
+
+    def set_header(self, name: bytes, value: bytes) -> None:
+        """Replace every request header `name` with one (forwarded upstream)."""
+        self.remove_header(name)
+        self.req.headers.append((name, value))
+
+    def add_header(self, name: bytes, value: bytes) -> None:
+        self.req.headers.append((name, value))
+
+    def remove_header(self, name: bytes) -> None:
+        lowered = name.lower()
+        self.req.headers = [(n, v) for n, v in self.req.headers if n.lower() != lowered]
