@@ -7,6 +7,7 @@ Bundled plugins are imported lazily by name, so a gateway that uses none of them
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from collections.abc import Iterator, Mapping
 from importlib.metadata import entry_points
 from typing import Any
@@ -15,8 +16,22 @@ from pydantic import BaseModel
 
 from forecourt.pipeline.plugin import Plugin
 
-# name → "module:Class" for the plugins shipped with Forecourt.
-BUNDLED: dict[str, str] = {}
+# name → "module:Class" for the plugins shipped with Forecourt (Kong's names).
+BUNDLED: dict[str, str] = {
+    "jwt": "forecourt.plugins.jwt:JwtPlugin",
+    "key-auth": "forecourt.plugins.key_auth:KeyAuthPlugin",
+    "acl": "forecourt.plugins.acl:AclPlugin",
+    "rate-limiting": "forecourt.plugins.rate_limiting:RateLimitingPlugin",
+    "correlation-id": "forecourt.plugins.correlation_id:CorrelationIdPlugin",
+    "cors": "forecourt.plugins.cors:CorsPlugin",
+    "ip-restriction": "forecourt.plugins.ip_restriction:IpRestrictionPlugin",
+    "request-size-limiting": "forecourt.plugins.request_size_limiting:RequestSizeLimitingPlugin",
+    "request-transformer": "forecourt.plugins.request_transformer:RequestTransformerPlugin",
+    "response-transformer": "forecourt.plugins.response_transformer:ResponseTransformerPlugin",
+    "compression": "forecourt.plugins.compression:CompressionPlugin",
+    "prometheus": "forecourt.plugins.prometheus:PrometheusPlugin",
+    "opentelemetry": "forecourt.plugins.opentelemetry:OpenTelemetryPlugin",
+}
 
 
 class PluginLoadError(Exception):
@@ -70,6 +85,8 @@ class PluginRegistry(Mapping[str, type[BaseModel]]):
         try:
             cls = load_class(path)
         except PluginLoadError:
+            if name in BUNDLED and importlib.util.find_spec(path.partition(":")[0]) is not None:
+                raise  # a bundled plugin that fails to import is a bug, not an unknown name
             return None
         self._classes[name] = cls
         return cls
