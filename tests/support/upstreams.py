@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -25,8 +26,15 @@ OK_RESPONSE = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Len
 class DemoUpstream:
     """The demo JSON echo service, on a free port, in a background thread."""
 
-    def __init__(self, name: str = "upstream", host: str = "127.0.0.1", port: int | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "upstream",
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.name = name
+        self.ssl_context = ssl_context
         self.host = host
         self.port = port or free_port()
         self.service = DemoService(name)
@@ -37,7 +45,7 @@ class DemoUpstream:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(self.service.serve(self.host, self.port))
+        self._server = self._loop.run_until_complete(self.service.serve(self.host, self.port, self.ssl_context))
         self._started.set()
         self._loop.run_forever()
         self._server.close()
@@ -75,6 +83,35 @@ def respond_with(response: bytes) -> Behaviour:
 
     def behave(sock: socket.socket, received: bytes) -> bool:
         if b"\r\n\r\n" in received:
+            sock.sendall(response)
+            return True
+        return False
+
+    return behave
+
+
+def request_complete(received: bytes) -> int:
+    """Length of the first complete request in `received` (head and body), or 0 if incomplete."""
+    end = received.find(b"\r\n\r\n")
+    if end < 0:
+        return 0
+    head = received[:end].lower()
+    body_at = end + 4
+    if b"transfer-encoding: chunked" in head:
+        last = received.find(b"\r\n0\r\n\r\n", body_at - 2)
+        return last + 7 if last >= 0 else 0
+    for line in head.split(b"\r\n"):
+        if line.startswith(b"content-length:"):
+            size = body_at + int(line.split(b":", 1)[1])
+            return size if len(received) >= size else 0
+    return body_at
+
+
+def respond_when_complete(response: bytes) -> Behaviour:
+    """Answer each request with `response` once its whole body (length or chunked) arrived."""
+
+    def behave(sock: socket.socket, received: bytes) -> bool:
+        if request_complete(received):
             sock.sendall(response)
             return True
         return False
@@ -123,8 +160,13 @@ class RecordingUpstream:
     def start(self) -> RecordingUpstream:
         self._thread.start()
         wait_for_port(self.port)
+        # The readiness probe does not count; its handler runs on a thread of its own, so wait for
+        # it to be counted before resetting.
+        deadline = time.monotonic() + 2.0
+        while self.connections == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
         with self._lock:
-            self.connections = 0  # the readiness probe does not count
+            self.connections = 0
         return self
 
     @property

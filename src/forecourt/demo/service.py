@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from typing import Any, cast
 
 import httptools
@@ -35,9 +36,11 @@ class DemoService:
         for transport in list(self.transports):
             transport.close()
 
-    async def serve(self, host: str, port: int) -> asyncio.Server:
+    async def serve(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> asyncio.Server:
         loop = asyncio.get_running_loop()
-        return await loop.create_server(lambda: _DemoProtocol(self), host, port, reuse_address=True)
+        return await loop.create_server(
+            lambda: _DemoProtocol(self), host, port, reuse_address=True, ssl=ssl_context
+        )
 
 
 class _DemoProtocol(asyncio.Protocol):
