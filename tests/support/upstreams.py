@@ -45,7 +45,8 @@ class DemoUpstream:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._server = self._loop.run_until_complete(self.service.serve(self.host, self.port, self.ssl_context))
+        serving = self.service.serve(self.host, self.port, self.ssl_context)
+        self._server = self._loop.run_until_complete(serving)
         self._started.set()
         self._loop.run_forever()
         self._server.close()
