@@ -49,6 +49,8 @@ class GatewayProcess:
             str(self.access_log),
             *self.extra_args,
         ]
+        if "--admin-listen" not in self.extra_args:
+            cmd += ["--admin-listen", "off"]  # never share 127.0.0.1:8001 between test gateways
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=self._stderr, env=os.environ.copy()
