@@ -155,11 +155,11 @@ CASES: list[tuple[str, str, list[str]]] = [
         ],
     ),
     (
-        "consumer needs username or custom_id; credentials not yet supported",
-        "consumers:\n- tags: [x]\n- username: a\n  keyauth_credentials: [{key: k}]\n",
+        "consumer needs username or custom_id; credential fields are checked",
+        "consumers:\n- tags: [x]\n- username: a\n  keyauth_credentials: [{key: k, secret: s}]\n",
         [
             "gw.yaml:2: consumers[0]: at least one of these fields must be non-empty: 'custom_id', 'username'",
-            'gw.yaml:4: consumers[1].keyauth_credentials: unknown field "keyauth_credentials"',
+            'gw.yaml:4: consumers[1].keyauth_credentials[0].secret: unknown field "secret"',
         ],
     ),
     (

@@ -15,6 +15,12 @@ from typing import Generic, Literal, TypeVar
 from pydantic import BaseModel
 
 from forecourt.config import rules
+from forecourt.config.credentials import (
+    AclEntity,
+    JwtSecretEntity,
+    KeyAuthCredentialEntity,
+    jwt_secret_problems,
+)
 from forecourt.config.errors import KeyPath
 from forecourt.config.schema import (
     CACertificateEntity,
@@ -43,7 +49,11 @@ ENTITY_KEYS = (
     "certificates",
     "snis",
     "ca_certificates",
+    "keyauth_credentials",
+    "jwt_secrets",
+    "acls",
 )
+CREDENTIAL_KEYS = ("keyauth_credentials", "jwt_secrets", "acls")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +96,9 @@ class Declarations:
     certificates: list[Declared[CertificateEntity]] = field(default_factory=list)
     snis: list[Declared[SniEntity]] = field(default_factory=list)
     ca_certificates: list[Declared[CACertificateEntity]] = field(default_factory=list)
+    keyauth_credentials: list[Declared[KeyAuthCredentialEntity]] = field(default_factory=list)
+    jwt_secrets: list[Declared[JwtSecretEntity]] = field(default_factory=list)
+    acls: list[Declared[AclEntity]] = field(default_factory=list)
 
 
 def read_declarations(document: dict[str, object], log: IssueLog) -> Declarations:
@@ -119,6 +132,9 @@ class _Reader:
             self._sni(raw, path, None)
         for path, raw in self._items(document.get("ca_certificates"), ("ca_certificates",)):
             self._ca_certificate(raw, path)
+        for kind in CREDENTIAL_KEYS:
+            for path, raw in self._items(document.get(kind), (kind,)):
+                self._credential(kind, raw, path, None)
         return self.out
 
     # --- one method per entity kind --------------------------------------------------------------
@@ -165,13 +181,37 @@ class _Reader:
             self.log.add((*path, "upstream"), "not allowed in a target nested in an upstream")
 
     def _consumer(self, raw: object, path: KeyPath) -> None:
-        body, nested = self._split(raw, path, ("plugins",))
+        body, nested = self._split(raw, path, ("plugins", *CREDENTIAL_KEYS))
         if body is None:
             return
         index = len(self.out.consumers)
         self._declare(self.out.consumers, ConsumerEntity, body, path, problems=rules.consumer_problems)
         for child, item in self._items(nested.get("plugins"), (*path, "plugins")):
             self._plugin(item, child, Parent("consumers", index))
+        for kind in CREDENTIAL_KEYS:
+            for child, item in self._items(nested.get(kind), (*path, kind)):
+                self._credential(kind, item, child, Parent("consumers", index))
+
+    def _credential(self, kind: str, raw: object, path: KeyPath, parent: Parent | None) -> None:
+        body, _ = self._split(raw, path, ())
+        if body is None:
+            return
+        entity: KeyAuthCredentialEntity | JwtSecretEntity | AclEntity | None
+        if kind == "keyauth_credentials":
+            entity = self._declare(
+                self.out.keyauth_credentials, KeyAuthCredentialEntity, body, path, parent=parent
+            )
+        elif kind == "jwt_secrets":
+            entity = self._declare(
+                self.out.jwt_secrets, JwtSecretEntity, body, path, parent=parent, problems=jwt_secret_problems
+            )
+        else:
+            entity = self._declare(self.out.acls, AclEntity, body, path, parent=parent)
+        if entity is not None and parent is not None and entity.consumer is not None:
+            singular = {"keyauth_credentials": "a keyauth_credential", "jwt_secrets": "a jwt_secret"}
+            self.log.add(
+                (*path, "consumer"), f"not allowed in {singular.get(kind, 'an acl')} nested in a consumer"
+            )
 
     def _plugin(self, raw: object, path: KeyPath, parent: Parent | None) -> None:
         body, _ = self._split(raw, path, ())

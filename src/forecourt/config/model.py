@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
+from forecourt.config.credentials import AclFields, JwtAlgorithm, JwtSecretFields, KeyAuthCredentialFields
 from forecourt.config.errors import ConfigIssue, KeyPath
 from forecourt.config.listen import Listen
 from forecourt.config.schema import (
@@ -65,10 +66,46 @@ class Upstream(UpstreamFields):
     source_path: SourcePath = ()
 
 
+class KeyAuthCredential(KeyAuthCredentialFields):
+    """A key-auth credential; `key` is filled in (generated when the file has none)."""
+
+    key: str = Field(repr=False)
+    consumer: str
+    source_path: SourcePath = ()
+
+
+class JwtSecret(JwtSecretFields):
+    """A JWT secret; `algorithms` is the credential's allow-list, never empty.
+
+    `algorithm` is Kong's field (HS256 when unset, None for a JWKS credential that names none);
+    `secret` is filled in for HMAC credentials (generated when the file has none).
+    """
+
+    key: str
+    algorithm: JwtAlgorithm | None
+    algorithms: tuple[JwtAlgorithm, ...]
+    consumer: str
+    source_path: SourcePath = ()
+
+
+class Acl(AclFields):
+    """A consumer's membership of an ACL group."""
+
+    consumer: str
+    source_path: SourcePath = ()
+
+
 class Consumer(ConsumerEntity):
-    """A consumer; `name` is its username, or a generated name when it only has a custom_id."""
+    """A consumer; `name` is its username, or a generated name when it only has a custom_id.
+
+    Credentials (nested and top-level) are attached here in file order; they are excluded from
+    `model_dump` so entity listings never carry keys or secrets.
+    """
 
     name: str
+    keyauth_credentials: tuple[KeyAuthCredential, ...] = Field((), exclude=True)
+    jwt_secrets: tuple[JwtSecret, ...] = Field((), exclude=True)
+    acls: tuple[Acl, ...] = Field((), exclude=True)
     source_path: SourcePath = ()
 
 

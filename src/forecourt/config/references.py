@@ -8,18 +8,30 @@ their parent as the reference; top-level ones name it.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from forecourt.config.credentials import (
+    AclFields,
+    JwtAlgorithm,
+    JwtSecretFields,
+    KeyAuthCredentialFields,
+    allowed_algorithms,
+)
 from forecourt.config.document import Declarations, Declared, EntityT
-from forecourt.config.errors import KeyPath
+from forecourt.config.errors import KeyPath, format_path
 from forecourt.config.listen import Listen
 from forecourt.config.model import (
+    Acl,
     CACertificate,
     Certificate,
     Consumer,
     GatewayConfig,
+    JwtSecret,
+    KeyAuthCredential,
     PluginConfig,
     Route,
     Service,
@@ -200,15 +212,23 @@ class _Resolver:
         return out
 
     def _consumers(self) -> list[Consumer]:
-        return [
-            Consumer(
-                **_fields(item.entity, ConsumerEntity),
-                name=self.consumers.names[index] or "",
-                source_path=item.path,
+        owned = _CredentialResolver(self).resolve()
+        out: list[Consumer] = []
+        for index, item in enumerate(self.d.consumers):
+            if item.entity is None:
+                continue
+            mine = owned.get(index, _Owned())
+            out.append(
+                Consumer(
+                    **_fields(item.entity, ConsumerEntity),
+                    name=self.consumers.names[index] or "",
+                    keyauth_credentials=tuple(mine.keyauth),
+                    jwt_secrets=tuple(mine.jwt),
+                    acls=tuple(mine.acls),
+                    source_path=item.path,
+                )
             )
-            for index, item in enumerate(self.d.consumers)
-            if item.entity is not None
-        ]
+        return out
 
     def _plugins(self) -> list[PluginConfig]:
         registry = ScopeRegistry(self.log)
@@ -313,3 +333,142 @@ class _Resolver:
                 self.log.add(("listen", position), f'duplicate listen address "{address}"')
             seen.add(address)
         return list(header.listen)
+
+
+def _generated() -> str:
+    """A random key or secret for a credential the file left it out of (Kong's `auto` fields)."""
+    return secrets.token_hex(16)
+
+
+@dataclass(slots=True)
+class _Owned:
+    """The credentials of one consumer, in file order."""
+
+    keyauth: list[KeyAuthCredential] = field(default_factory=list)
+    jwt: list[JwtSecret] = field(default_factory=list)
+    acls: list[Acl] = field(default_factory=list)
+
+
+class _CredentialResolver:
+    """Credentials → their consumer, with Kong's uniqueness rules.
+
+    Keys Kong would generate (`key` of both credential kinds, an HMAC `secret`) are generated at
+    random, as Kong does on insert: such a credential works only for whoever reads it back.
+    """
+
+    def __init__(self, resolver: _Resolver) -> None:
+        self.r = resolver
+        self.log = resolver.log
+        self.owned: dict[int, _Owned] = {}
+
+    def resolve(self) -> dict[int, _Owned]:
+        self._keyauth()
+        self._jwt()
+        self._acls()
+        return self.owned
+
+    def _owner(self, item: Declared[EntityT], reference: Reference | None) -> int | None:
+        """The consumer index a credential belongs to, or None after logging why there is none."""
+        if item.parent is not None:
+            return item.parent.index if self.r.consumers.names[item.parent.index] is not None else None
+        if reference is None:
+            self.log.add((*item.path, "consumer"), "required field missing")
+            return None
+        name = self.r.consumers.resolve(reference, (*item.path, "consumer"))
+        return self.r.consumers.names.index(name) if name is not None else None
+
+    def _ordered(self, declared: Sequence[Declared[EntityT]]) -> list[Declared[EntityT]]:
+        return [declared[i] for i in file_order(self.log.source, declared)]
+
+    def _unique_id(self, kind: str, item: Declared[EntityT], seen: dict[str, KeyPath]) -> None:
+        entity_id = getattr(item.entity, "id", None)
+        if entity_id is None:
+            return
+        first = seen.setdefault(entity_id, item.path)
+        if first != item.path:
+            where = format_path(first)
+            self.log.add((*item.path, "id"), f'duplicate {kind} id "{entity_id}" (first at {where})')
+
+    def _keyauth(self) -> None:
+        ids: dict[str, KeyPath] = {}
+        keys: dict[str, KeyPath] = {}
+        for item in self._ordered(self.d.keyauth_credentials):
+            credential = item.entity
+            if credential is None:
+                continue
+            self._unique_id("keyauth_credential", item, ids)
+            if credential.key is not None:
+                first = keys.setdefault(credential.key, item.path)
+                if first != item.path:
+                    # The key is a secret: say where the other one is, never what it is.
+                    self.log.add((*item.path, "key"), f"duplicate key (first at {format_path(first)})")
+            owner = self._owner(item, credential.consumer)
+            if owner is None:
+                continue
+            self.owned.setdefault(owner, _Owned()).keyauth.append(
+                KeyAuthCredential(
+                    **_fields(credential, KeyAuthCredentialFields) | {"key": credential.key or _generated()},
+                    consumer=self.r.consumers.names[owner] or "",
+                    source_path=item.path,
+                )
+            )
+
+    def _jwt(self) -> None:
+        ids: dict[str, KeyPath] = {}
+        keys: dict[str, KeyPath] = {}
+        for item in self._ordered(self.d.jwt_secrets):
+            secret = item.entity
+            if secret is None:
+                continue
+            self._unique_id("jwt_secret", item, ids)
+            if secret.key is not None:
+                first = keys.setdefault(secret.key, item.path)
+                if first != item.path:
+                    message = f'duplicate jwt_secret key "{secret.key}" (first at {format_path(first)})'
+                    self.log.add((*item.path, "key"), message)
+            owner = self._owner(item, secret.consumer)
+            if owner is None:
+                continue
+            algorithm: JwtAlgorithm | None = secret.algorithm
+            if algorithm is None and secret.jwks_uri is None:
+                algorithm = "HS256"
+            allowed = allowed_algorithms(secret, algorithm)
+            fields = _fields(secret, JwtSecretFields)
+            fields["key"] = secret.key or _generated()
+            fields["algorithms"] = allowed
+            if secret.secret is None and allowed[0].startswith("HS"):
+                fields["secret"] = _generated()
+            self.owned.setdefault(owner, _Owned()).jwt.append(
+                JwtSecret(
+                    **fields,
+                    algorithm=algorithm,
+                    consumer=self.r.consumers.names[owner] or "",
+                    source_path=item.path,
+                )
+            )
+
+    def _acls(self) -> None:
+        ids: dict[str, KeyPath] = {}
+        groups: dict[tuple[int, str], KeyPath] = {}
+        for item in self._ordered(self.d.acls):
+            acl = item.entity
+            if acl is None:
+                continue
+            self._unique_id("acl", item, ids)
+            owner = self._owner(item, acl.consumer)
+            if owner is None:
+                continue
+            first = groups.setdefault((owner, acl.group), item.path)
+            consumer = self.r.consumers.names[owner] or ""
+            if first != item.path:
+                where = format_path(first)
+                message = f'duplicate acl group "{acl.group}" for consumer "{consumer}" (first at {where})'
+                self.log.add((*item.path, "group"), message)
+                continue
+            self.owned.setdefault(owner, _Owned()).acls.append(
+                Acl(**_fields(acl, AclFields), consumer=consumer, source_path=item.path)
+            )
+
+    @property
+    def d(self) -> Declarations:
+        return self.r.d

@@ -249,7 +249,8 @@ class TargetEntity(TargetFields):
 
 
 class ConsumerEntity(Entity):
-    """A consumer; credentials (`keyauth_credentials`, ...) are not supported yet."""
+    """A consumer; its credentials (`keyauth_credentials`, `jwt_secrets`, `acls`) may nest and are
+    validated on their own (`credentials.py`)."""
 
     id: Uuid | None = None
     username: NonEmptyStr | None = None

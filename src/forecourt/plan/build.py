@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Coroutine, Hashable
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from forecourt.http.tls import (
 from forecourt.pipeline import (
     Consumer,
     ConsumerIndex,
+    Credential,
     Plugin,
     PluginEnv,
     PluginRegistry,
@@ -154,13 +156,42 @@ class PlanBuilder:
         )
 
     def _consumers(self, config: GatewayConfig) -> ConsumerIndex:
+        """Consumers with their ACL groups, and their credentials indexed by kind and key.
+
+        Ids the file leaves out are the admin API's stable derived ones, so `X-Consumer-ID` and
+        `X-Credential-Identifier` name the same entities as `/consumers` does. A key-auth `ttl`
+        counts from this load.
+        """
+        from forecourt.admin.views import entity_id
+
+        gateway = Path(config.source.file).stem
+        loaded_at = time.time()
         index = ConsumerIndex()
         for consumer in config.consumers:
-            index.add(
-                Consumer(
-                    id=consumer.id or consumer.name, username=consumer.username, custom_id=consumer.custom_id
-                )
+            runtime = Consumer(
+                id=entity_id(gateway, "consumers", consumer.name, consumer.id),
+                username=consumer.username,
+                custom_id=consumer.custom_id,
+                groups=tuple(acl.group for acl in consumer.acls),
             )
+            index.add(runtime)
+            for position, keyauth in enumerate(consumer.keyauth_credentials):
+                credential_id = entity_id(
+                    gateway, "keyauth_credentials", f"{consumer.name}/{position}", keyauth.id
+                )
+                expires_at = loaded_at + keyauth.ttl if keyauth.ttl else None
+                index.add_credential(
+                    Credential("key-auth", credential_id, runtime, keyauth.key, {"expires_at": expires_at})
+                )
+            for secret in consumer.jwt_secrets:
+                data = {
+                    "algorithms": secret.algorithms,
+                    "secret": secret.secret,
+                    "rsa_public_key": secret.rsa_public_key,
+                    "jwks_uri": secret.jwks_uri,
+                }
+                credential_id = entity_id(gateway, "jwt_secrets", secret.key, secret.id)
+                index.add_credential(Credential("jwt", credential_id, runtime, secret.key, data))
         return index
 
     def _plugins(
