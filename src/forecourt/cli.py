@@ -21,12 +21,38 @@ def _parser() -> argparse.ArgumentParser:
         "`listen`; only with one FILE); default 0.0.0.0:8000",
     )
     run.add_argument("--admin-listen", default="127.0.0.1:8001", metavar="ADDR", help="admin API listener")
-    run.add_argument("--workers", default="1", metavar="N|auto", help="worker processes (default 1)")
+    run.add_argument(
+        "--workers",
+        default="1",
+        type=_workers,
+        metavar="N|auto",
+        help="worker processes under one supervisor; auto = one per CPU (default 1)",
+    )
+    run.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="on SIGTERM/SIGINT, how long requests in flight may take to finish (default 30)",
+    )
+    run.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="the run's state directory (config overrides from the admin API, last good configs); "
+        "default a private temporary directory removed at exit",
+    )
     run.add_argument(
         "--access-log", default="-", metavar="PATH", help="access log path, '-' (stdout) or 'off'"
     )
     run.add_argument("--dns-resolver", metavar="HOST:PORT", help="DNS server for upstream hostnames")
     run.add_argument("--redis", metavar="URL", help="Redis for shared counters and caches")
+    run.add_argument(
+        "--trusted-ips",
+        type=_cidrs,
+        default=(),
+        metavar="CIDR,...",
+        help="proxies whose X-Forwarded-For is believed when finding the client IP (default: none)",
+    )
     limits = run.add_argument_group("client limits (per connection; sizes accept k/m suffixes)")
     limits.add_argument(
         "--header-timeout", type=float, metavar="SECONDS", help="time to receive a request head (default 60)"
@@ -75,6 +101,28 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--config", metavar="FILE", help="gateway config (default: examples/seed-routing.yaml)")
     demo.add_argument("--listen", default="127.0.0.1:8000", metavar="ADDR")
     return parser
+
+
+def _workers(value: str) -> str:
+    """`auto` or a positive number of worker processes."""
+    if value != "auto" and not (value.isdigit() and int(value) > 0):
+        raise argparse.ArgumentTypeError(
+            f"invalid worker count {value!r}: expected a positive number or 'auto'"
+        )
+    return value
+
+
+def _cidrs(value: str) -> tuple[str, ...]:
+    """`10.0.0.0/8,::1` → the addresses or networks, each checked."""
+    import ipaddress
+
+    items = tuple(item.strip() for item in value.split(",") if item.strip())
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"invalid trusted address {item!r}: {exc}") from exc
+    return items
 
 
 def _size(value: str) -> int:

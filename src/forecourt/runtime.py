@@ -22,7 +22,9 @@ from forecourt.pipeline import Response
 from forecourt.routing import InvalidPath, normalize_path
 
 if TYPE_CHECKING:
+    import socket
     import ssl
+    from collections.abc import Sequence
 
     from forecourt.http.request import Request
     from forecourt.http.server import ClientConnection
@@ -204,15 +206,32 @@ class GatewayRuntime:
         self.retries += 1
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self, listeners: list[Listener], ssl_context: ssl.SSLContext | None = None) -> None:
-        """Bind every listener (SO_REUSEPORT, so worker processes can share them)."""
+    async def start(
+        self,
+        listeners: list[Listener],
+        ssl_context: ssl.SSLContext | None = None,
+        sockets: Sequence[Sequence[socket.socket]] | None = None,
+    ) -> None:
+        """Bind every listener (SO_REUSEPORT, so worker processes can share them).
+
+        With `sockets` (`sockets[i]` already bound for `listeners[i]`, inherited from the supervisor)
+        nothing is bound here: this worker accepts from the shared sockets.
+        """
         from forecourt.http.server import ClientConnection
 
-        for listener in listeners:
+        for index, listener in enumerate(listeners):
             def accept(listener: Listener = listener) -> ClientConnection:
                 self.connections_accepted += 1
                 return ClientConnection(self, listener)
 
+            if sockets is not None:
+                for sock in sockets[index]:
+                    self.servers.append(
+                        await self.loop.create_server(
+                            accept, sock=sock, backlog=4096, ssl=ssl_context if listener.ssl else None
+                        )
+                    )
+                continue
             server = await self.loop.create_server(
                 accept,
                 listener.host,
