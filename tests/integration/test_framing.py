@@ -136,7 +136,9 @@ MALFORMED: list[tuple[str, bytes, int]] = [
 ]
 
 
-@pytest.mark.parametrize(("sent", "expected"), [(c[1], c[2]) for c in MALFORMED], ids=[c[0] for c in MALFORMED])
+@pytest.mark.parametrize(
+    ("sent", "expected"), [(c[1], c[2]) for c in MALFORMED], ids=[c[0] for c in MALFORMED]
+)
 def test_malformed_request_is_refused_before_the_upstream(
     gateway: GatewayProcess, recording: RecordingUpstream, sent: bytes, expected: int
 ) -> None:
@@ -149,7 +151,7 @@ def test_malformed_request_is_refused_before_the_upstream(
         assert set(body) == {"message", "request_id"}
         assert body["request_id"] == resp.header("x-forecourt-request-id")
         assert client.read_all(timeout=2.0) == b"", "connection must close after a framing error"
-    settle()
+    settle(0.15)
     assert recording.total_bytes == 0, recording.data()
 
 
@@ -157,7 +159,9 @@ def test_valid_request_then_malformed_in_one_write(
     gateway: GatewayProcess, recording: RecordingUpstream
 ) -> None:
     good = b"GET /first HTTP/1.1\r\n" + H + b"\r\n"
-    bad = b"POST /second HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    bad = (
+        b"POST /second HTTP/1.1\r\n" + H + b"Content-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    )
     with WireClient(gateway.port) as client:
         client.send(good + bad)
         first = client.read_response()

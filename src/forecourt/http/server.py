@@ -35,6 +35,7 @@ _METHODS: dict[bytes, str] = {
 _BODY_HIGH_WATER = 1024 * 1024
 _WRITE_HIGH_WATER = 256 * 1024
 _KNOWN_CONNECTION_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade", b"te"})
+_LINGER_SECONDS = 2.0
 
 
 class RequestRejected(Exception):
@@ -117,15 +118,7 @@ class ClientConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        parsing = self.parsing
-        if parsing is None or (parsing.match is None and not parsing.error):
-            # Still reading a head: bound it here too, so a client that never finishes a header
-            # line cannot make the parser buffer without limit.
-            self.head_bytes += len(data)
-            limits = self.runtime.limits
-            if self.head_bytes > limits.max_request_line + limits.max_header_bytes + 4096:
-                self._reject(431 if parsing is not None and parsing.target else 414)
-                return
+        before = self.parsing
         try:
             self.parser.feed_data(data)
         except RequestRejected as exc:
@@ -149,6 +142,18 @@ class ClientConnection(asyncio.Protocol):
         except httptools.HttpParserError:
             self._reject(400)
             return
+        parsing = self.parsing
+        if parsing is not None and parsing is before and parsing.match is None and not parsing.error:
+            # A head still incomplete after another read. httptools keeps a partial header line to
+            # itself until it ends, so bound the head here by whole reads (a head that began in
+            # this read is bounded by the read; counting it from the next one never over-counts
+            # bytes of earlier pipelined requests). An over-long target never gets here: `on_url`
+            # sees every piece of it and answers 414 itself.
+            self.head_bytes += len(data)
+            limits = self.runtime.limits
+            if self.head_bytes > limits.max_request_line + limits.max_header_bytes:
+                self._reject(431)
+                return
         self.pump()
 
     def closing_after_queue(self) -> None:
@@ -286,7 +291,10 @@ class ClientConnection(asyncio.Protocol):
         """Called by the exchange once its response is fully written."""
         self.exchange = None
         if not keep_alive or self.closing:
-            self.close()
+            if self.parsing is not None:
+                self.linger()  # the client is still sending a request nobody will read
+            else:
+                self.close()
             return
         if not self.queue and self.parsing is None:
             self.deadline = self.runtime.loop.time() + self.runtime.limits.keepalive_timeout
@@ -295,14 +303,38 @@ class ClientConnection(asyncio.Protocol):
             self._resume_reading()
 
     def close(self) -> None:
-        if not self.closing:
-            self.closing = True
-            if self.transport is not None:
-                self.transport.close()
+        self.closing = True
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()  # also ends a lingering close early (shutdown)
+
+    def linger(self) -> None:
+        """Close after an answer the client may still be sending a request to (nginx's lingering
+        close): a plain close with unread input makes the kernel send RST, and an RST can destroy
+        the answer before the client reads it. So send FIN after the answer, read and discard
+        whatever still comes for a moment, and close on the client's EOF or when that runs out."""
+        transport = self.transport
+        if self.closing or transport is None:
+            return
+        if not transport.can_write_eof():
+            self.close()
+            return
+        self.closing = True
+        self.queue.clear()
+        transport.write_eof()
+        self.deadline = self.runtime.loop.time() + _LINGER_SECONDS
+        if self.reading_paused:
+            self.reading_paused = False
+            transport.resume_reading()
 
     def on_timeout(self, now: float) -> None:
-        """The watchdog saw `deadline` pass: header, body or keep-alive idle timeout."""
+        """The watchdog saw `deadline` pass: header, body or keep-alive idle timeout, or the end
+        of a lingering close."""
         self.deadline = 0.0
+        if self.closing:
+            if self.transport is not None:
+                self.transport.abort()
+            return
         if self.exchange is not None:
             return
         if self.parsing is not None or self.queue:
@@ -350,7 +382,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.write(data)
         runtime.access_log.log_rejected(self, req)
         if not req.keep_alive:
-            self.close()
+            self.linger()
 
     def _pause_reading(self) -> None:
         if not self.reading_paused and self.transport is not None:

@@ -41,6 +41,9 @@ _REBUILT_REQUEST_HEADERS: frozenset[bytes] = HOP_BY_HOP | {
 }
 _NO_BODY_STATUSES = frozenset({204, 304})
 _RESPONSE_SKIP: frozenset[bytes] = HOP_BY_HOP | {b"via"}
+# `Connection` tokens that name no header to drop; Content-Length frames the message, so an
+# upstream naming it there must not make the response unframed.
+_NOT_DROPPABLE = frozenset({b"close", b"keep-alive", b"content-length"})
 _VIA_REQUEST = b"Via: " + VIA_VALUE + b"\r\n"
 
 
@@ -57,6 +60,7 @@ class Exchange:
         "ctx",
         "endpoint",
         "finished",
+        "head_held",
         "out",
         "rechunk",
         "released",
@@ -84,6 +88,8 @@ class Exchange:
     ) -> None:
         self.runtime = runtime
         self.ctx = ctx
+        if ctx is not None:
+            ctx.exchange = self  # what log-phase plugins read (status, sizes, timings)
         self.access_task: asyncio.Task[None] | None = None
         self.client = client
         self.req = req
@@ -100,6 +106,7 @@ class Exchange:
         self.streaming_body = False
         self.response_started = False
         self.finished = False
+        self.head_held = False
         self.rechunk = False
         self.close_delimited = False
         self.client_keep_alive = req.keep_alive
@@ -301,11 +308,28 @@ class Exchange:
         conn = self.upstream
         if conn is not None:
             conn.deadline = now + self.service.read_timeout
-        req = self.req
         ctx = self.ctx
         if ctx is not None and (ctx.chain.response or ctx.chain.body):
             headers, status, reason = self._run_response_phase(ctx, status, reason, headers)
+            if ctx.response_head is not None and ctx.response_head.hold:
+                self.head_held = True  # written once the body filters produce bytes (release_head)
+                return
+        self.write_head(status, reason, headers)
+
+    def release_head(self) -> None:
+        """Write the head a response-phase plugin held (`ResponseHead.hold`), as it is now."""
+        self.head_held = False
+        ctx = self.ctx
+        assert ctx is not None and ctx.response_head is not None
+        head = ctx.response_head
+        self.write_head(head.status, head.reason if head.status == self.status else b"", head.headers)
+
+    def write_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        now = self.t_first_byte
+        req = self.req
+        ctx = self.ctx
         out = self.out
+        first_header = len(out) + 1
         out.append(status_line(status, reason))
         has_length = False
         chunked = False
@@ -325,8 +349,11 @@ class Exchange:
             if lname == b"content-length":
                 has_length = True
             out.append(name + b": " + value + b"\r\n")
-        if tokens is not None and tokens - {b"close", b"keep-alive"}:
-            self._drop_named_headers(tokens)
+        if tokens is not None:
+            named = tokens - _NOT_DROPPABLE
+            if named:
+                # In place: `out` is the list the rest of the head is appended to.
+                out[first_header:] = _without_named(out[first_header:], named)
         bodyless = req.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200
         if has_length and not bodyless and ctx is not None and ctx.chain.body:
             # Body filters may change the length: the length header was dropped; re-frame.
@@ -367,14 +394,6 @@ class Exchange:
             head.remove(b"content-length")
         return head.headers, head.status, head.reason if head.status == status else b""
 
-    def _drop_named_headers(self, tokens: frozenset[bytes]) -> None:
-        kept = [self.out[0]]
-        for line in self.out[1:]:
-            name = line.split(b":", 1)[0].strip().lower()
-            if name not in tokens:
-                kept.append(line)
-        self.out = kept
-
     def response_body(self, chunk: bytes) -> None:
         self.response_bytes += len(chunk)
         ctx = self.ctx
@@ -382,6 +401,8 @@ class Exchange:
             chunk = self._filter_body(ctx, chunk, last=False)
             if not chunk:
                 return
+            if self.head_held:
+                self.release_head()
         if self.rechunk:
             self.out.append(b"%x\r\n%s\r\n" % (len(chunk), chunk))
         else:
@@ -396,8 +417,12 @@ class Exchange:
         ctx = self.ctx
         if ctx is not None and ctx.chain.body and self.req.method != "HEAD":
             tail = self._filter_body(ctx, b"", last=True)
+            if self.head_held:
+                self.release_head()
             if tail:
                 self.out.append(b"%x\r\n%s\r\n" % (len(tail), tail) if self.rechunk else tail)
+        if self.head_held:
+            self.release_head()
         if self.rechunk:
             self.out.append(b"0\r\n\r\n")
         self.flush()
@@ -509,6 +534,8 @@ class Exchange:
             headers, status, reason = self._run_response_phase(ctx, status, b"", headers)
             if ctx.chain.body and req.method != "HEAD":
                 body = self._filter_body(ctx, body, last=False) + self._filter_body(ctx, b"", last=True)
+                if ctx.response_head is not None:
+                    headers = ctx.response_head.headers  # body filters may have changed the head
         self.status = status
         self.response_started = True
         keep_alive = self.client_keep_alive and not self.client.closing
@@ -583,3 +610,8 @@ class Exchange:
                 plugin.log(ctx)
         if notify_client:
             self.client.exchange_done(keep_alive)
+
+
+def _without_named(lines: list[bytes], names: frozenset[bytes]) -> list[bytes]:
+    """Header lines without those of the headers a `Connection` header named."""
+    return [line for line in lines if line.split(b":", 1)[0].strip().lower() not in names]

@@ -67,8 +67,9 @@ class Router:
         """The highest-priority route matching the request, or None (the server answers 404).
 
         `path` must already be normalised (`normalize_path`); `host` is the raw Host header;
-        `headers` are (lower-cased name, raw value) pairs; `scheme` is the request's scheme as
-        Kong sees it (`X-Forwarded-Proto` from a trusted proxy, else the listener's).
+        `headers` are (name, raw value) pairs as received, names in any case; `scheme` is the
+        request's scheme as Kong sees it (`X-Forwarded-Proto` from a trusted proxy, else the
+        listener's).
         """
         end = path.find("/", 1)
         bucket = self._index.bucket(path[1:end] if end != -1 else path[1:])
@@ -172,7 +173,8 @@ class Router:
         """Gather the values of the header names some route tests; values decode as latin-1."""
         wanted = self._header_names
         values: dict[bytes, list[str]] = {}
-        for name, value in headers:
+        for raw_name, value in headers:
+            name = raw_name.lower()
             if name in wanted:
                 values.setdefault(name, []).append(value.strip(b" \t").decode("latin-1"))
         return values
