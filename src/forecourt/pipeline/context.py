@@ -15,17 +15,24 @@ if TYPE_CHECKING:
     from forecourt.pipeline.chain import PluginChain
     from forecourt.pipeline.consumers import Consumer, Credential
     from forecourt.plan import RoutePlan
+    from forecourt.proxy.forward import Exchange
 
 
 class ResponseHead:
-    """The status and headers of a response while response-phase plugins may still change them."""
+    """The status and headers of a response while response-phase plugins may still change them.
 
-    __slots__ = ("headers", "reason", "status")
+    A response-phase plugin that needs to see the start of the body before it can settle a header
+    (compression below a minimum size) sets `hold`: the head is then written only when the body
+    filters first produce bytes, or at the end of the body, and body filters may still edit it.
+    """
+
+    __slots__ = ("headers", "hold", "reason", "status")
 
     def __init__(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         self.status = status
         self.reason = reason
         self.headers = headers
+        self.hold = False
 
     def get(self, name: bytes) -> bytes | None:
         lowered = name.lower()
@@ -55,6 +62,7 @@ class Context:
         "client",
         "consumer",
         "credential",
+        "exchange",
         "jwt_claims",
         "req",
         "response_head",
@@ -75,6 +83,8 @@ class Context:
         self.shared: dict[str, Any] = {}
         self.response_head: ResponseHead | None = None
         self.upstream_path: str | None = None
+        # The exchange serving this request (status, sizes, timings): what log-phase plugins read.
+        self.exchange: Exchange | None = None
 
     # ------------------------------------------------------------------ request headers
     @property
