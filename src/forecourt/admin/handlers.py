@@ -26,7 +26,13 @@ import yaml
 from forecourt import __version__
 from forecourt.admin.counters import StatusPublisher
 from forecourt.admin.declarative import BodyError, config_error_body, config_text
-from forecourt.admin.health import balancer_health, checks_enabled, target_status
+from forecourt.admin.health import (
+    balancer_health,
+    checks_enabled,
+    discovery_state,
+    listed_targets,
+    target_status,
+)
 from forecourt.admin.server import AdminRequest, AdminResponse
 from forecourt.admin.views import EntityViews, redact_document
 from forecourt.config import ConfigError, GatewayConfig, Upstream
@@ -136,6 +142,7 @@ class AdminAPI:
         self.routes: list[tuple[tuple[str, ...], frozenset[str], Handler]] = [
             ((), _GET, self.node_info),
             (("status",), _GET, self.node_status),
+            (("metrics",), _GET, self.metrics),
             (("config",), _GET_POST, self.config_endpoint),
             (("services",), _GET, self.list_services),
             (("services", "*"), _GET, self.get_service),
@@ -259,6 +266,15 @@ class AdminAPI:
             "configuration_hash": call.active.hash,
         }
         return AdminResponse.json(200, body)
+
+    async def metrics(self, call: Call) -> AdminResponse:
+        """Prometheus metrics of the node (observability/metrics.py; every gateway, all workers)."""
+        from forecourt.observability.metrics import ScrapeSources, render_metrics
+
+        plans = {e.name: active.plan for e in self.entries if (active := e.active()) is not None}
+        sources = ScrapeSources(self.node_id, __version__, self.status.totals().as_dict(), plans)
+        content_type, body = render_metrics(sources)
+        return AdminResponse(200, body, content_type)
 
     # ------------------------------------------------------------------ config
     async def config_endpoint(self, call: Call) -> AdminResponse:
@@ -401,10 +417,12 @@ class AdminAPI:
                 "health": str(health),
                 "details": {"healthy": health != "UNHEALTHY", "weight": weights},
             }
+            if (discovery := discovery_state(source)) is not None:
+                data["discovery"] = discovery
             return AdminResponse.json(200, {"data": data})
         checks_on = checks_enabled(upstream.healthchecks)
         items = []
-        for target in upstream.targets:
+        for target in listed_targets(upstream, source):
             status = target_status(target, endpoints, checks_on)
             item = views.target(target)
             item["health"] = str(status.health)
@@ -420,7 +438,10 @@ class AdminAPI:
                 ]
             }
             items.append(item)
-        response = _page(call.request, items, extra={"node_id": self.node_id, "total": len(items)})
+        extra: dict[str, Any] = {"node_id": self.node_id, "total": len(items)}
+        if (discovery := discovery_state(source)) is not None:
+            extra["discovery"] = discovery
+        response = _page(call.request, items, extra=extra)
         return response
 
     # ------------------------------------------------------------------ certificates, consumers, plugins

@@ -2,14 +2,15 @@
 
 Lines are serialised with orjson and gathered in memory; the runtime's watchdog flushes them a few
 times a second (and at shutdown), so the per-request cost is one small dict and one dumps call,
-not a syscall. Query strings are never logged: they often carry credentials.
+not a syscall. Query strings are never logged: they often carry credentials. Plugins add fields
+through `ctx.shared[LOG_FIELDS]`.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -19,6 +20,15 @@ if TYPE_CHECKING:
     from forecourt.proxy.forward import Exchange
 
 _FLUSH_LINES = 512
+LOG_FIELDS = "log_fields"
+"""Extension point: log-phase plugins put a dict at `ctx.shared[LOG_FIELDS]`; its keys are merged into
+the request's record. Keys must not collide with the record's own; the `opentelemetry` plugin adds
+`trace`. Records of requests with log-phase plugins are serialised when the batch is flushed (after
+their log phase, which runs right after `log_exchange`), so the fields are there whichever order the
+exchange calls the two in."""
+
+# A record waiting for its request's log phase: the record and the request's `ctx.shared`.
+_Pending = tuple[dict[str, Any], dict[str, Any]]
 
 
 class AccessLog:
@@ -27,7 +37,7 @@ class AccessLog:
     def __init__(self, fd: int | None = 1, gateway: str = "") -> None:
         self.fd = fd
         self.gateway = gateway
-        self.lines: list[bytes] = []
+        self.lines: list[bytes | _Pending] = []
 
     @classmethod
     def open(cls, target: str | None, gateway: str = "") -> AccessLog:
@@ -68,6 +78,12 @@ class AccessLog:
         }
         if self.gateway:
             record["gateway"] = self.gateway
+        ctx = ex.ctx
+        if ctx is not None and ctx.chain.log:
+            if len(self.lines) >= _FLUSH_LINES:
+                self.flush()  # before adding this record: its log phase has not run yet
+            self.lines.append((record, ctx.shared))
+            return
         self.lines.append(orjson.dumps(record))
         if len(self.lines) >= _FLUSH_LINES:
             self.flush()
@@ -97,7 +113,9 @@ class AccessLog:
         if not self.lines or self.fd is None:
             self.lines.clear()
             return
-        data = b"\n".join(self.lines) + b"\n"
+        data = (
+            b"\n".join(line if isinstance(line, bytes) else _serialise(line) for line in self.lines) + b"\n"
+        )
         self.lines.clear()
         view = memoryview(data)
         while view:
@@ -108,3 +126,11 @@ class AccessLog:
             except OSError:
                 return
             view = view[written:]
+
+
+def _serialise(pending: _Pending) -> bytes:
+    record, shared = pending
+    extra = shared.get(LOG_FIELDS)
+    if extra:
+        record.update(extra)
+    return orjson.dumps(record)
