@@ -100,7 +100,63 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run demo services behind a demo gateway and print what to try")
     demo.add_argument("--config", metavar="FILE", help="gateway config (default: examples/seed-routing.yaml)")
     demo.add_argument("--listen", default="127.0.0.1:8000", metavar="ADDR")
+    _add_discovery_commands(sub)
     return parser
+
+
+def _add_discovery_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`registry` and `resolve` (docs/registry.md)."""
+    registry = sub.add_parser("registry", help="run the built-in Eureka-compatible service registry")
+    registry.add_argument("--listen", default="127.0.0.1:8761", type=_hostport, metavar="ADDR")
+    registry.add_argument(
+        "--data", metavar="FILE", help="persist registrations to FILE (default: memory only)"
+    )
+    registry.add_argument(
+        "--renew-interval",
+        type=int,
+        default=30,
+        metavar="SECONDS",
+        help="heartbeat interval for instances that state none (default 30)",
+    )
+    registry.add_argument(
+        "--lease-expiration",
+        type=int,
+        default=90,
+        metavar="SECONDS",
+        help="lease duration for instances that state none: silent this long, evicted (default 90)",
+    )
+    registry.add_argument(
+        "--eviction-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how often expired leases are evicted (default 5)",
+    )
+    registry.add_argument(
+        "--health-check-interval",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="probe each instance's healthCheckUrl this often; 0 = off (default 0)",
+    )
+    registry.add_argument("--health-check-timeout", type=float, default=2.0, metavar="SECONDS")
+    resolve = sub.add_parser("resolve", help="print the instances of a service: host:port status")
+    resolve.add_argument("name", metavar="NAME", help="application name, e.g. ORDER-SERVICE")
+    resolve.add_argument(
+        "--registry",
+        metavar="URL",
+        help="Eureka base URL (default $FORECOURT_REGISTRY or http://127.0.0.1:8761/eureka/)",
+    )
+    resolve.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+
+
+def _hostport(value: str) -> tuple[str, int]:
+    """`127.0.0.1:8761` or `[::1]:8761` → (host, port)."""
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"invalid address {value!r}: expected HOST:PORT")
+    return host, int(port)
 
 
 def _workers(value: str) -> str:
@@ -149,6 +205,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from forecourt.demo.tour import run_demo
 
         return run_demo(args.config, args.listen)
+    if args.command == "registry":
+        from forecourt.registry.server import RegistryOptions, run_registry
+
+        return run_registry(RegistryOptions.from_args(args))
+    if args.command == "resolve":
+        from forecourt.discovery.client import resolve_command
+
+        return resolve_command(args.name, args.registry, args.timeout)
     return 2
 
 

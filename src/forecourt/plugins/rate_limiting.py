@@ -1,0 +1,477 @@
+"""`rate-limiting`: Kong's plugin — fixed windows per second … year, counted locally or in Redis.
+
+Behaviour follows Kong 3.x (`kong/plugins/rate-limiting`): the same config fields and defaults,
+PRIORITY 910, windows aligned to the start of their period (UTC), the identifier chosen by
+`limit_by` with the client IP as fallback, `X-RateLimit-Limit-<Period>`,
+`X-RateLimit-Remaining-<Period>` and `RateLimit-Limit/-Remaining/-Reset` on responses (the
+`RateLimit-*` trio describes the window with the fewest requests left, the longer one on a tie), and
+`error_code`/`error_message` (429, "API rate limit exceeded") with `Retry-After` when a limit is hit.
+
+Where Forecourt is stricter than Kong: a request is checked and counted in one atomic step of the
+counter store (`forecourt.state`), so concurrent requests never overshoot a limit — Kong reads
+the usage, then increments from a timer. Policy `local` is exact across the worker processes of a
+node (a shared memory-mapped table), policy `redis` across nodes (one Lua script per batch).
+Policy `cluster` needs Kong's database, which DB-less Kong rejects too.
+
+The client IP is the socket peer unless that peer is one of the proxies given by
+`forecourt run --trusted-ips`; then it is the right-most address of `X-Forwarded-For` that is not
+a trusted proxy, so a client cannot pick its identity by sending the header itself.
+"""
+
+from __future__ import annotations
+
+import calendar
+import ipaddress
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from forecourt.pipeline import Context, Plugin, PluginConfig, PluginEnv, PluginScope, Response, ResponseHead
+from forecourt.state import (
+    CounterStore,
+    RedisCounters,
+    RedisSettings,
+    SharedCounterTable,
+    StoreError,
+    Usage,
+    Window,
+)
+
+log = logging.getLogger(__name__)
+
+PERIODS = ("second", "minute", "hour", "day", "month", "year")
+_FIXED_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_FLAT_REDIS_FIELDS = (
+    "host",
+    "port",
+    "password",
+    "username",
+    "ssl",
+    "ssl_verify",
+    "server_name",
+    "timeout",
+    "database",
+)
+SHARED_KEY = "rate-limiting"
+"""`ctx.shared` entry holding the response headers the access phase computed."""
+
+REJECTED_KEY = "rate_limited"
+"""`ctx.shared` flag set on the requests this plugin refuses (the `prometheus` plugin counts them)."""
+
+_ERROR_LOG_INTERVAL = 5.0
+
+
+# ---------------------------------------------------------------------- config
+class RedisConfig(PluginConfig):
+    """Kong 3.x's `config.redis` record (the shared Redis schema of its plugins)."""
+
+    host: str | None = Field(None, description="Redis host; required with policy `redis`.")
+    port: int = Field(6379, ge=0, le=65535, description="Redis port.")
+    timeout: int = Field(2000, ge=0, le=2**31 - 2, description="Connect and reply timeout in milliseconds.")
+    username: str | None = Field(None, description="ACL user (Redis 6+); no AUTH user when unset.")
+    password: str | None = Field(None, description="Password; no AUTH when unset.")
+    database: int = Field(0, description="Redis database number.")
+    ssl: bool = Field(False, description="Connect with TLS.")
+    ssl_verify: bool = Field(False, description="Verify the server certificate (with `ssl`).")
+    server_name: str | None = Field(None, description="TLS server name; Forecourt only accepts the host.")
+
+
+class RateLimitingConfig(PluginConfig):
+    """Kong 3.x `rate-limiting` config."""
+
+    second: float | None = Field(None, gt=0, description="Requests allowed per second.")
+    minute: float | None = Field(None, gt=0, description="Requests allowed per minute.")
+    hour: float | None = Field(None, gt=0, description="Requests allowed per hour.")
+    day: float | None = Field(None, gt=0, description="Requests allowed per day.")
+    month: float | None = Field(None, gt=0, description="Requests allowed per calendar month.")
+    year: float | None = Field(None, gt=0, description="Requests allowed per calendar year.")
+    limit_by: Literal["consumer", "credential", "ip", "service", "header", "path"] = Field(
+        "consumer", description="What a counter counts (falls back to the client IP when absent)."
+    )
+    header_name: str | None = Field(None, min_length=1, description="Request header for `limit_by: header`.")
+    path: str | None = Field(None, description="Request path for `limit_by: path`.")
+    policy: Literal["local", "cluster", "redis"] = Field(
+        "local", description="Where counters live: `local` (this node) or `redis` (shared by nodes)."
+    )
+    fault_tolerant: bool = Field(
+        True, description="Proxy requests when the counter store fails (true) or answer 500 (false)."
+    )
+    redis: RedisConfig = Field(default_factory=RedisConfig, description="Redis for policy `redis`.")
+    hide_client_headers: bool = Field(False, description="Leave out the rate-limit response headers.")
+    error_code: int = Field(429, ge=100, le=599, description="Status when a limit is exceeded.")
+    error_message: str = Field("API rate limit exceeded", description="Message when a limit is exceeded.")
+    sync_rate: float = Field(
+        -1, description="Kong's sync period for policy `redis`; Forecourt always counts synchronously."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_redis_fields(cls, data: Any) -> Any:
+        """Kong 3.x still accepts the deprecated `redis_host`, `redis_port`, ... for `redis.*`."""
+        if not isinstance(data, dict) or not any(f"redis_{f}" in data for f in _FLAT_REDIS_FIELDS):
+            return data
+        data = dict(data)
+        nested = data.get("redis")
+        redis = dict(nested) if isinstance(nested, dict) else {}
+        for name in _FLAT_REDIS_FIELDS:
+            flat = f"redis_{name}"
+            if flat not in data:
+                continue
+            value = data.pop(flat)
+            if value is None:
+                continue
+            if name in redis and redis[name] is not None and redis[name] != value:
+                raise ValueError(f"config.{flat} (deprecated) and config.redis.{name} disagree")
+            redis[name] = value
+        data["redis"] = redis
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> RateLimitingConfig:
+        limits = [(period, getattr(self, period)) for period in PERIODS]
+        if all(limit is None for _, limit in limits):
+            raise ValueError(
+                "at least one of these fields must be non-empty: "
+                + ", ".join(f"'config.{period}'" for period in PERIODS)
+            )
+        for i, (lower, low) in enumerate(limits):
+            if low is None:
+                continue
+            for upper, high in limits[i + 1 :]:
+                if high is not None and high < low:
+                    raise ValueError(
+                        f"The limit for {upper}({high:.1f}) cannot be lower than "
+                        f"the limit for {lower}({low:.1f})"
+                    )
+        if self.policy == "cluster":
+            raise ValueError(
+                "policy 'cluster' keeps counters in Kong's database, which DB-less gateways do not have "
+                "(Kong refuses it DB-less too): use 'local' or 'redis'"
+            )
+        if self.policy != "redis" and self.sync_rate != -1:
+            raise ValueError("sync_rate can only be used with the redis policy")
+        if self.policy == "redis" and self.sync_rate != -1 and self.sync_rate < 0.02:
+            raise ValueError("sync_rate must be greater than 0.02, or -1 to disable")
+        if self.limit_by == "header" and self.header_name is None:
+            raise ValueError("config.header_name is required when config.limit_by is 'header'")
+        if self.limit_by == "path" and self.path is None:
+            raise ValueError("config.path is required when config.limit_by is 'path'")
+        if self.path is not None and not self.path.startswith("/"):
+            raise ValueError("config.path should start with: /")
+        return self
+
+
+# ---------------------------------------------------------------------- client address
+class ClientAddress:
+    """The client IP as a limit sees it: the socket peer, or `X-Forwarded-For` behind trusted proxies.
+
+    With trusted proxies, the header is read right to left and the first address that is not a
+    trusted proxy is the client; an unreadable entry stops the walk at the last trusted hop, so a
+    forged header can only make the client look like one of our own proxies, never like someone
+    else.
+    """
+
+    def __init__(self, trusted: Sequence[str]) -> None:
+        self.networks = tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in trusted)
+        self._verdicts: dict[str, bool] = {}
+
+    def is_trusted(self, address: str) -> bool:
+        verdict = self._verdicts.get(address)
+        if verdict is None:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                verdict = False
+            else:
+                verdict = any(ip in network for network in self.networks)
+            if len(self._verdicts) >= 4096:
+                self._verdicts.clear()
+            self._verdicts[address] = verdict
+        return verdict
+
+    def resolve(self, peer: str, forwarded: Sequence[bytes]) -> str:
+        if not self.networks or not forwarded or not self.is_trusted(peer):
+            return peer
+        hops = [hop.strip() for value in forwarded for hop in value.decode("latin-1").split(",")]
+        last = peer
+        for hop in reversed(hops):
+            try:
+                ipaddress.ip_address(hop)
+            except ValueError:
+                return last
+            if not self.is_trusted(hop):
+                return hop
+            last = hop
+        return last
+
+
+# ---------------------------------------------------------------------- windows
+def window_bounds(period: str, now: int) -> tuple[int, int]:
+    """`[start, end)` of the fixed window of `period` holding `now` (UTC epoch seconds)."""
+    length = _FIXED_SECONDS.get(period)
+    if length is not None:
+        start = now - now % length
+        return start, start + length
+    t = time.gmtime(now)
+    if period == "month":
+        start = calendar.timegm((t.tm_year, t.tm_mon, 1, 0, 0, 0))
+        year, month = (t.tm_year + 1, 1) if t.tm_mon == 12 else (t.tm_year, t.tm_mon + 1)
+        return start, calendar.timegm((year, month, 1, 0, 0, 0))
+    if period == "year":
+        return calendar.timegm((t.tm_year, 1, 1, 0, 0, 0)), calendar.timegm((t.tm_year + 1, 1, 1, 0, 0, 0))
+    raise ValueError(f"unknown period {period!r}")
+
+
+def _number(value: float) -> bytes:
+    """A header value as Kong prints Lua numbers: integers without a fraction."""
+    if type(value) is int or value == int(value):
+        return b"%d" % int(value)
+    return repr(value).encode()
+
+
+# ---------------------------------------------------------------------- the plugin
+class RateLimitingPlugin(Plugin[RateLimitingConfig]):
+    """Kong's `rate-limiting` (see the module docstring)."""
+
+    name = "rate-limiting"
+    priority = 910
+    Config = RateLimitingConfig
+
+    def __init__(self, config: RateLimitingConfig, scope: PluginScope, env: PluginEnv) -> None:
+        super().__init__(config, scope, env)
+        periods = [(p, getattr(config, p)) for p in PERIODS if getattr(config, p) is not None]
+        self._periods = tuple(p for p, _ in periods)
+        # Integral limits stay ints, so header values format without float arithmetic.
+        self._limits = tuple(int(limit) if limit == int(limit) else float(limit) for _, limit in periods)
+        # Kong refuses when `limit - usage <= 0`: at most ceil(limit) requests pass.
+        self._capacities = tuple(math.ceil(limit) for limit in self._limits)
+        self._limit_headers = tuple(
+            (f"X-RateLimit-Limit-{p.capitalize()}".encode(), _number(limit)) for p, limit in periods
+        )
+        self._remaining_names = tuple(
+            f"X-RateLimit-Remaining-{p.capitalize()}".encode() for p in self._periods
+        )
+        self._header_names = frozenset(
+            [name.lower() for name, _ in self._limit_headers]
+            + [name.lower() for name in self._remaining_names]
+            + [b"ratelimit-limit", b"ratelimit-remaining", b"ratelimit-reset"]
+        )
+        self._hide_headers = config.hide_client_headers
+        self._second = -1
+        self._windows: tuple[Window, ...] = ()
+        self._key_prefix = "|".join(
+            [env.gateway, scope.route or "", scope.service or "", scope.consumer or "", ""]
+        )
+        try:
+            self._client_address = ClientAddress(env.trusted_ips)
+        except ValueError as exc:
+            raise ValueError(f"invalid trusted proxy address: {exc}") from exc
+        self._identify = self._identifier_function()
+        self._redis: RedisSettings | None = None
+        if config.policy == "redis":
+            self._redis = self._redis_settings()
+        self._store: CounterStore | None = None
+        self._last_error_log = 0.0
+        self._suppressed_errors = 0
+
+    def _redis_settings(self) -> RedisSettings:
+        redis = self.config.redis
+        if redis.server_name is not None and redis.server_name != redis.host:
+            raise ValueError(
+                "config.redis.server_name: a TLS server name other than the host is not supported"
+            )
+        timeout = max(redis.timeout, 1) / 1000
+        if redis.host is not None:
+            return RedisSettings(
+                host=redis.host,
+                port=redis.port,
+                database=redis.database,
+                username=redis.username,
+                password=redis.password,
+                ssl=redis.ssl,
+                ssl_verify=redis.ssl_verify,
+                timeout=timeout,
+            )
+        if self.env.redis_url:
+            return RedisSettings(url=self.env.redis_url, timeout=timeout)
+        raise ValueError("policy 'redis' needs config.redis.host (or a gateway started with --redis URL)")
+
+    # ------------------------------------------------------------------ lifecycle
+    def _open_store(self) -> CounterStore:
+        store: CounterStore
+        if self._redis is not None:
+            store = RedisCounters.acquire(self._redis)
+        else:
+            store = SharedCounterTable.for_state_dir(self.env.state_dir, self.env.gateway or "default")
+        self._store = store
+        return store
+
+    async def start(self) -> None:
+        if self._store is None:
+            self._open_store()
+
+    async def close(self) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
+
+    # ------------------------------------------------------------------ identifiers
+    def client_ip(self, ctx: Context) -> str:
+        peer = ctx.client.client_ip
+        if not self._client_address.networks:
+            return peer
+        return self._client_address.resolve(peer, ctx.header_values(b"x-forwarded-for"))
+
+    def _identifier_function(self) -> Callable[[Context], str]:
+        limit_by = self.config.limit_by
+        ip = self.client_ip
+        if limit_by == "ip":
+            return lambda ctx: "ip:" + ip(ctx)
+        if limit_by == "consumer":
+
+            def consumer(ctx: Context) -> str:
+                if ctx.consumer is not None:
+                    return "consumer:" + ctx.consumer.id
+                if ctx.credential is not None:
+                    return "credential:" + ctx.credential.id
+                return "ip:" + ip(ctx)
+
+            return consumer
+        if limit_by == "credential":
+
+            def credential(ctx: Context) -> str:
+                if ctx.credential is not None:
+                    return "credential:" + ctx.credential.id
+                return "ip:" + ip(ctx)
+
+            return credential
+        if limit_by == "service":
+
+            def service(ctx: Context) -> str:
+                plan = ctx.route.service
+                return "service:" + plan.name if plan is not None else "ip:" + ip(ctx)
+
+            return service
+        if limit_by == "header":
+            header = (self.config.header_name or "").encode("latin-1")
+
+            def by_header(ctx: Context) -> str:
+                value = ctx.header(header)
+                return "header:" + value.decode("latin-1") if value is not None else "ip:" + ip(ctx)
+
+            return by_header
+        wanted = self.config.path
+
+        def by_path(ctx: Context) -> str:
+            return "path:" + ctx.req.path if ctx.req.path == wanted else "ip:" + ip(ctx)
+
+        return by_path
+
+    # ------------------------------------------------------------------ access
+    def windows(self, now: int) -> tuple[Window, ...]:
+        """The current window of every configured period (rebuilt once a second)."""
+        if now != self._second:
+            bounds = [window_bounds(p, now) for p in self._periods]
+            self._windows = tuple(
+                Window(p, start, end, capacity)
+                for p, (start, end), capacity in zip(self._periods, bounds, self._capacities, strict=True)
+            )
+            self._second = now
+        return self._windows
+
+    def access(self, ctx: Context) -> Response | Awaitable[Response | None] | None:
+        now = int(time.time())
+        windows = self.windows(now)
+        key = self._key_prefix + self._identify(ctx)
+        store = self._store or self._open_store()
+        try:
+            result = store.take(key, windows)
+        except (StoreError, OSError) as exc:
+            return self._store_failed(exc)
+        if isinstance(result, Usage):
+            return self._decide(ctx, result, windows, now)
+        return self._decide_later(ctx, result, windows, now)
+
+    async def _decide_later(
+        self, ctx: Context, pending: Awaitable[Usage], windows: tuple[Window, ...], now: int
+    ) -> Response | None:
+        try:
+            usage = await pending
+        except (StoreError, OSError) as exc:
+            return self._store_failed(exc)
+        return self._decide(ctx, usage, windows, now)
+
+    def _decide(self, ctx: Context, usage: Usage, windows: tuple[Window, ...], now: int) -> Response | None:
+        counts = usage.counts
+        limits = self._limits
+        # The window the RateLimit-* headers describe: fewest left, the longer one on a tie.
+        if len(counts) == 1:
+            chosen = 0
+            fewest = limits[0] - counts[0]
+            fewest = max(fewest, 0)
+            remaining: list[float] = [fewest]
+        else:
+            chosen = 0
+            fewest = math.inf
+            remaining = []
+            for index, count in enumerate(counts):
+                left = limits[index] - count
+                left = max(left, 0)
+                remaining.append(left)
+                if left <= fewest:
+                    fewest = left
+                    chosen = index
+        reset = windows[chosen].end - now
+        reset = max(reset, 1)
+        if not self._hide_headers:
+            headers: list[tuple[bytes, bytes]] = []
+            names = self._remaining_names
+            for index, limit_header in enumerate(self._limit_headers):
+                headers.append(limit_header)
+                headers.append((names[index], _number(remaining[index])))
+            headers.append((b"RateLimit-Limit", self._limit_headers[chosen][1]))
+            headers.append((b"RateLimit-Remaining", _number(fewest)))
+            headers.append((b"RateLimit-Reset", b"%d" % reset))
+            ctx.shared[SHARED_KEY] = headers
+        if usage.allowed:
+            return None
+        ctx.shared[REJECTED_KEY] = True
+        return Response.error(
+            self.config.error_code, self.config.error_message, headers=[(b"Retry-After", b"%d" % reset)]
+        )
+
+    def _store_failed(self, exc: Exception) -> Response | None:
+        now = time.monotonic()
+        if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
+            more = (
+                f" ({self._suppressed_errors} more since the last report)" if self._suppressed_errors else ""
+            )
+            action = (
+                "letting requests through (fault_tolerant)" if self.config.fault_tolerant else "answering 500"
+            )
+            log.error("rate-limiting: counter store failed: %s; %s%s", exc, action, more)
+            self._last_error_log = now
+            self._suppressed_errors = 0
+        else:
+            self._suppressed_errors += 1
+        if self.config.fault_tolerant:
+            return None
+        return Response.error(500, "An unexpected error occurred")
+
+    # ------------------------------------------------------------------ response
+    def response(self, ctx: Context, head: ResponseHead) -> None:
+        headers = ctx.shared.get(SHARED_KEY)
+        if headers is None:
+            return
+        names = self._header_names
+        upstream = head.headers
+        # Ours replace the upstream's own (Kong's set_headers); most names cannot be one of ours.
+        for name, _ in upstream:
+            if name[:1] in b"XxRr" and name.lower() in names:
+                head.headers = upstream = [h for h in upstream if h[0].lower() not in names]
+                break
+        upstream.extend(headers)
