@@ -57,6 +57,7 @@ from forecourt.gateway import (
     BoundSockets,
     RunOptions,
     configured_listeners,
+    plugin_env,
     parse_config_text,
     read_active_config,
     serve,
@@ -115,7 +116,7 @@ def validate(options: RunOptions) -> dict[str, list[Listener]] | None:
     for path in options.files:
         try:
             source = read_active_config(path, options.state_dir)
-            builder = PlanBuilder()
+            builder = PlanBuilder(options.dns_resolver, env=plugin_env(options))
             config = parse_config_text(source, builder.registry)
             builder.validate(config)
             items = configured_listeners(options.listen, config.listen)
