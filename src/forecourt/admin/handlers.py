@@ -28,6 +28,7 @@ from forecourt.admin.counters import StatusPublisher
 from forecourt.admin.declarative import BodyError, config_error_body, config_text
 from forecourt.admin.health import (
     balancer_health,
+    breakers_view,
     checks_enabled,
     discovery_state,
     listed_targets,
@@ -51,6 +52,8 @@ _DEFAULT_PAGE = 100
 _MAX_PAGE = 1000
 _GET = frozenset({"GET", "HEAD"})
 _GET_POST = frozenset({"GET", "HEAD", "POST"})
+_DELETE = frozenset({"DELETE"})
+_GET_DELETE = frozenset({"GET", "HEAD", "DELETE"})
 
 
 def config_hash(text: str | None) -> str:
@@ -148,6 +151,7 @@ class AdminAPI:
             (("services", "*"), _GET, self.get_service),
             (("services", "*", "routes"), _GET, self.service_routes),
             (("services", "*", "plugins"), _GET, self.service_plugins),
+            (("services", "*", "breakers"), _GET, self.service_breakers),
             (("routes",), _GET, self.list_routes),
             (("routes", "*"), _GET, self.get_route),
             (("routes", "*", "service"), _GET, self.route_service),
@@ -164,6 +168,9 @@ class AdminAPI:
             (("plugins",), _GET, self.list_plugins),
             (("plugins", "enabled"), _GET, self.enabled_plugins),
             (("plugins", "*"), _GET, self.get_plugin),
+            (("proxy-cache",), _DELETE, self.proxy_cache),
+            (("proxy-cache", "*"), _GET_DELETE, self.proxy_cache),
+            (("proxy-cache", "*", "caches", "*"), _GET_DELETE, self.proxy_cache),
         ]
 
     @property
@@ -358,6 +365,19 @@ class AdminAPI:
             return _NOT_FOUND
         return self._plugins(call, lambda p: p.service == service["name"])
 
+    async def service_breakers(self, call: Call) -> AdminResponse:
+        """Circuit breaker state per target of the service (Forecourt extension), and its retry budget."""
+        service = self._service(call, call.args[0])
+        plan = call.active.plan.services.get(service["name"]) if service is not None else None
+        if service is None or plan is None:
+            return _NOT_FOUND
+        body = {
+            "data": breakers_view(plan),
+            "circuit_breaker": service.get("circuit_breaker"),
+            "retry_budget": plan.retry_budget.as_dict(),
+        }
+        return AdminResponse.json(200, body)
+
     async def list_routes(self, call: Call) -> AdminResponse:
         return _page(call.request, [call.views.route(r) for r in call.config.routes])
 
@@ -421,6 +441,7 @@ class AdminAPI:
                 data["discovery"] = discovery
             return AdminResponse.json(200, {"data": data})
         checks_on = checks_enabled(upstream.healthchecks)
+        checker = call.active.plan.health.get(upstream.name)  # reason and counters per address
         items = []
         for target in listed_targets(upstream, source):
             status = target_status(target, endpoints, checks_on)
@@ -433,6 +454,7 @@ class AdminAPI:
                         "port": ep.port,
                         "weight": ep.weight,
                         "health": "HEALTHY" if ep.healthy else "UNHEALTHY",
+                        **(checker.details(ep) if checker is not None else {}),
                     }
                     for ep in status.endpoints
                 ]
@@ -497,6 +519,13 @@ class AdminAPI:
             if call.args[0] in (views.plugin_id(index, plugin), plugin.instance_name):
                 return AdminResponse.json(200, views.plugin(index, plugin))
         return _NOT_FOUND
+
+    async def proxy_cache(self, call: Call) -> AdminResponse:
+        """The `proxy-cache` plugin's endpoints (its `api` module: inspect and purge cached responses)."""
+        from forecourt.plugins.proxy_cache import api
+
+        plugins = api.cache_plugins(call.config, call.active.plan, call.views)
+        return await api.handle(call.request.method, call.args, plugins, workers=self.workers)
 
 
 def available_plugins(registry: PluginRegistry) -> dict[str, JSON]:

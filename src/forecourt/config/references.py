@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from forecourt.config.aggregate import Aggregate, aggregate_problems
 from forecourt.config.credentials import (
     AclFields,
     JwtAlgorithm,
@@ -155,6 +156,8 @@ class _Resolver:
                 service = self.services.names[item.parent.index]
             else:
                 service = self._ref(self.services, route.service, (*item.path, "service"))
+            if route.aggregate is not None:
+                self._aggregate(route.aggregate, item.path, service is not None or route.service is not None)
             out.append(
                 Route(
                     **_fields(route, RouteFields),
@@ -164,6 +167,18 @@ class _Resolver:
                 )
             )
         return out
+
+    def _aggregate(self, aggregate: Aggregate, route_path: KeyPath, has_service: bool) -> None:
+        """A route's `aggregate`: no `service` beside it, and consistent across its backends."""
+        path = (*route_path, "aggregate")
+        if has_service:
+            self.log.add(path, 'cannot be combined with "service": an aggregate route calls its backends')
+
+        def resolve_service(name: str, at: KeyPath) -> str | None:
+            return self.services.resolve(Reference(name=name), (*path, *at))
+
+        for relative, message in aggregate_problems(aggregate, resolve_service):
+            self.log.add((*path, *relative), message)
 
     def _upstreams(self) -> list[Upstream]:
         targets: dict[int, list[Target]] = {}
@@ -199,6 +214,14 @@ class _Resolver:
             upstream = declared.entity
             if upstream is None:
                 continue
+            discovery = upstream.discovery
+            if discovery is not None and discovery.type != "static" and targets.get(index):
+                self.log.add(
+                    (*declared.path, "discovery"),
+                    f'cannot be combined with "targets": {discovery.type} discovery supplies this '
+                    "upstream's targets at run time (remove the targets, or list them under "
+                    "discovery {type: static})",
+                )
             out.append(
                 Upstream(
                     **_fields(upstream, UpstreamFields),

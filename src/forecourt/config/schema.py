@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
+from forecourt.config.aggregate import Aggregate
+from forecourt.config.circuit_breaker import CircuitBreakerConfig
+from forecourt.config.discovery import Discovery
 from forecourt.config.fields import (
     UNSUPPORTED_PROTOCOLS,
     Bool,
@@ -137,6 +140,9 @@ class ServiceFields(Entity):
     tls_verify: Bool | None = None
     tls_verify_depth: Annotated[int, Strict(), Field(ge=0, le=64)] | None = None
     ca_certificates: tuple[Uuid, ...] | None = None
+    circuit_breaker: CircuitBreakerConfig | None = Field(
+        None, description="Forecourt extension: a circuit breaker per target (closed/open/half-open)."
+    )
 
 
 class ServiceEntity(ServiceFields):
@@ -178,6 +184,9 @@ class RouteFields(Entity):
     preserve_host: Bool = False
     request_buffering: Bool = True
     response_buffering: Bool = True
+    aggregate: Aggregate | None = Field(
+        None, description="Fan the request out to several backends (instead of a service)."
+    )
 
 
 class RouteEntity(RouteFields):
@@ -213,6 +222,9 @@ class UpstreamFields(Entity):
     healthchecks: Healthchecks = Field(default_factory=Healthchecks)
     host_header: Host | None = None
     use_srv_name: Bool = False
+    discovery: Discovery | None = Field(
+        None, description="Where targets come from at run time (dns, eureka, etcd, static)."
+    )
 
 
 class UpstreamEntity(UpstreamFields):

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from forecourt.config import ConfigError, ConfigIssue, GatewayConfig, Route, Service
+from forecourt.config import ConfigError, ConfigIssue, GatewayConfig, Route, Service, Upstream
 from forecourt.http.tls import (
     CertificateSpec,
     TLSConfigError,
@@ -37,7 +37,9 @@ from forecourt.pipeline import (
     PluginScope,
     PluginSet,
 )
-from forecourt.plan.model import Plan, RoutePlan, ServicePlan
+from forecourt.plan.model import Plan, RoutePlan, ServicePlan, TargetSource
+from forecourt.plan.resilience import ResilienceState
+from forecourt.proxy.aggregate_plan import compile_aggregate
 from forecourt.proxy.hashing import HashKeyFn, make_hash_key
 from forecourt.routing import InvalidRoutePattern, Router, RouteSpec, compile_kong_regex, make_upstream_path
 from forecourt.upstream import Resolver, UpstreamTargets
@@ -66,11 +68,13 @@ class PlanBuilder:
         registry: PluginRegistry | None = None,
         env: PluginEnv | None = None,
     ) -> None:
-        self.resolver = Resolver([dns_resolver] if dns_resolver else None)
+        self.nameservers = [dns_resolver] if dns_resolver else None
+        self.resolver = Resolver(self.nameservers)
         self.registry = registry if registry is not None else PluginRegistry()
         self.env = env if env is not None else PluginEnv()
-        self._targets: dict[Hashable, UpstreamTargets] = {}
+        self._targets: dict[Hashable, TargetSource] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self.resilience = ResilienceState()
 
     # ------------------------------------------------------------------ building
     def validate(self, config: GatewayConfig) -> None:
@@ -82,23 +86,33 @@ class PlanBuilder:
 
     def _compile(self, config: GatewayConfig, *, keep: bool) -> Plan:
         issues: list[ConfigIssue] = []
-        upstream_sources: dict[str, UpstreamTargets] = {}
+        upstream_sources: dict[str, TargetSource] = {}
         for upstream in config.upstreams:
             targets = tuple((t.host, t.port, t.weight) for t in upstream.targets)
+            if upstream.discovery is not None:
+                upstream_sources[upstream.name] = self._discovered_set(upstream, targets, keep)
+                continue
             key = ("upstream", upstream.name, upstream.algorithm, upstream.slots, targets)
             upstream_sources[upstream.name] = self._target_set(
                 key, targets, upstream.algorithm, upstream.slots, upstream.name, keep
             )
+        health = self.resilience.health_checkers(config.upstreams, upstream_sources, keep)
         services: dict[str, ServicePlan] = {}
         for service in config.services:
-            services[service.name] = self._service(config, service, upstream_sources, keep, issues)
+            compiled = self._service(config, service, upstream_sources, keep, issues)
+            services[service.name] = self.resilience.equip(compiled, service, health, keep)
         routes: dict[str, RoutePlan] = {}
         specs: list[RouteSpec] = []
         for order, route in enumerate(config.routes):
             self._check_paths(config, route, issues)
             service_plan = services.get(route.service) if route.service else None
+            aggregate = None
+            if route.aggregate is not None and service_plan is None:
+                service_configs = {service.name: service for service in config.services}
+                aggregate = compile_aggregate(route.name, route.aggregate, services, service_configs)
+                service_plan = aggregate.service
             if service_plan is None:
-                issues.append(config.issue(route.source_path, "a route needs a service"))
+                issues.append(config.issue(route.source_path, "a route needs a service or an aggregate"))
                 continue
             spec = RouteSpec(
                 name=route.name,
@@ -120,12 +134,13 @@ class PlanBuilder:
                 spec=spec,
                 strip_path=route.strip_path,
                 preserve_host=route.preserve_host,
-                request_buffering=route.request_buffering,
+                request_buffering=route.request_buffering or aggregate is not None,
                 response_buffering=route.response_buffering,
                 path_handling=route.path_handling,
                 protocols=tuple(route.protocols),
                 upstream_path=make_upstream_path(service_plan.path, route.strip_path, route.path_handling),
                 https_redirect_status_code=route.https_redirect_status_code,
+                aggregate=aggregate,
             )
             object.__setattr__(spec, "payload", plan_route)
             routes[route.name] = plan_route
@@ -135,7 +150,11 @@ class PlanBuilder:
         plugins = self._plugins(config, consumers, issues)
         plugin_set = PluginSet(plugins)
         for route_plan in routes.values():
-            service_name = route_plan.service.name if route_plan.service is not None else None
+            service_name = (
+                route_plan.service.name
+                if route_plan.service is not None and route_plan.aggregate is None
+                else None
+            )
             route_plan.chain = plugin_set.chain(route_plan.name, service_name)
         if issues:
             raise ConfigError(issues)
@@ -153,6 +172,7 @@ class PlanBuilder:
             server_ssl=server_ssl,
             plugins=plugins,
             consumers=consumers,
+            health=health,
         )
 
     def _consumers(self, config: GatewayConfig) -> ConsumerIndex:
@@ -226,7 +246,7 @@ class PlanBuilder:
         self,
         config: GatewayConfig,
         service: Service,
-        upstreams: dict[str, UpstreamTargets],
+        upstreams: dict[str, TargetSource],
         keep: bool,
         issues: list[ConfigIssue],
     ) -> ServicePlan:
@@ -282,11 +302,34 @@ class PlanBuilder:
         slots: int,
         name: str,
         keep: bool,
-    ) -> UpstreamTargets:
+    ) -> TargetSource:
         existing = self._targets.get(key)
         if existing is not None:
             return existing
         source = UpstreamTargets(list(targets), algorithm, self.resolver, slots=slots, name=name)
+        if keep:
+            self._targets[key] = source
+        return source
+
+    def _discovered_set(
+        self, upstream: Upstream, targets: tuple[tuple[str, int, int], ...], keep: bool
+    ) -> TargetSource:
+        """The upstream's targets from its `discovery` provider; kept across reloads while unchanged."""
+        from forecourt.discovery import DiscoveredTargets, TargetSpec, make_provider
+
+        assert upstream.discovery is not None
+        key = ("discovery", upstream.name, upstream.algorithm, upstream.slots, upstream.discovery, targets)
+        existing = self._targets.get(key)
+        if existing is not None:
+            return existing
+        provider = make_provider(
+            upstream.discovery,
+            nameservers=self.nameservers,
+            extra_targets=[TargetSpec(host, port, weight) for host, port, weight in targets],
+        )
+        source = DiscoveredTargets(
+            provider, upstream.algorithm, self.resolver, slots=upstream.slots, name=upstream.name
+        )
         if keep:
             self._targets[key] = source
         return source
@@ -330,6 +373,7 @@ class PlanBuilder:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(_READY_TIMEOUT):
                 await asyncio.gather(*(s.ready() for s in sources.values()), return_exceptions=True)
+        self.resilience.start(plan)
         for plugin in plan.plugins:
             await plugin.start()
 
@@ -342,6 +386,7 @@ class PlanBuilder:
             if id(source) not in in_use:
                 del self._targets[key]
                 self._spawn(source.close())
+        self.resilience.retire(new)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -351,5 +396,6 @@ class PlanBuilder:
     async def close(self, plan: Plan | None = None) -> None:
         if plan is not None:
             await asyncio.gather(*(p.close() for p in plan.plugins), return_exceptions=True)
+        await self.resilience.close()
         await asyncio.gather(*(s.close() for s in self._targets.values()), return_exceptions=True)
         self._targets.clear()

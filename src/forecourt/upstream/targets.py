@@ -14,6 +14,10 @@ request path.
 
 Two targets that resolve to the same ``ip:port`` share one endpoint whose weight is their sum; the
 first target's name is its ``Host``.
+
+Discovery (``forecourt.discovery``) replaces the whole target list at run time with
+:meth:`UpstreamTargets.set_targets`; a discovered target may come with its ``address`` already
+resolved (DNS and Eureka providers), and then ``host`` is only the name sent as ``Host``.
 """
 
 from __future__ import annotations
@@ -38,15 +42,24 @@ logger = logging.getLogger("forecourt.upstream")
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One configured target: Kong's ``targets[].target`` split into host and port, and its weight."""
+    """One configured target: Kong's ``targets[].target`` split into host and port, and its weight.
+
+    ``address``: the IP to dial when it is already known (a discovered target); ``host`` is then
+    not resolved.
+    """
 
     host: str
     port: int
     weight: int = 100
+    address: str | None = None
 
     @property
     def is_literal(self) -> bool:
         return is_ip_literal(self.host)
+
+    @property
+    def needs_dns(self) -> bool:
+        return self.address is None and not self.is_literal
 
 
 class UpstreamTargets:
@@ -73,9 +86,9 @@ class UpstreamTargets:
         self.min_refresh = min_refresh
         self.retry_interval = retry_interval
         self._resolver = resolver
-        self._hostnames = tuple(
-            dict.fromkeys(t.host.lower().rstrip(".") for t in self.targets if not t.is_literal)
-        )
+        self._hostnames = self._hostnames_of(self.targets)
+        self._started = False
+        self._stopped: set[asyncio.Task[None]] = set()
         self._addresses: dict[str, tuple[str, ...]] = {}
         self._failing: set[str] = set()
         self._pending = set(self._hostnames)
@@ -101,6 +114,7 @@ class UpstreamTargets:
 
     def start(self) -> None:
         """Start one refresh task per hostname. Idempotent; must run inside the event loop."""
+        self._started = True
         for host in self._hostnames:
             if host not in self._tasks:
                 task = asyncio.get_running_loop().create_task(
@@ -116,13 +130,38 @@ class UpstreamTargets:
         self.start()
         await self._ready.wait()
 
+    def set_targets(self, targets: Iterable[Target]) -> None:
+        """Replace the targets (a discovery snapshot) and apply the change to the balancer at once.
+
+        Endpoints that stay keep their state (``set_endpoints``); a request in flight on a removed
+        one finishes on the object it holds. New hostnames get a refresh task when started (their
+        addresses join once resolved); a hostname no longer listed stops being resolved.
+        """
+        self.targets = tuple(targets)
+        hostnames = self._hostnames_of(self.targets)
+        for host in set(self._hostnames) - set(hostnames):
+            task = self._tasks.pop(host, None)
+            if task is not None:
+                task.cancel()
+                self._stopped.add(task)
+                task.add_done_callback(self._stopped.discard)
+            self._addresses.pop(host, None)
+            self._failing.discard(host)
+            self._pending.discard(host)
+        self._hostnames = hostnames
+        if not self._pending:
+            self._ready.set()
+        if self._started:
+            self.start()
+        self._apply()
+
     async def refresh(self) -> None:
         """Re-resolve every hostname now, bypassing cached answers (admin "refresh", tests)."""
         await asyncio.gather(*(self._resolve_once(host, fresh=True) for host in self._hostnames))
 
     async def close(self) -> None:
         """Stop the refresh tasks and wait for them to finish."""
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._stopped]
         self._tasks.clear()
         for task in tasks:
             task.cancel()
@@ -191,9 +230,12 @@ class UpstreamTargets:
     def _build_endpoints(self) -> list[Endpoint]:
         merged: dict[str, Endpoint] = {}
         for target in self.targets:
-            if target.is_literal:
+            if target.address is not None:
+                host = target.host
+                addresses: tuple[str, ...] = (str(ipaddress.ip_address(target.address.strip("[]"))),)
+            elif target.is_literal:
                 host = str(ipaddress.ip_address(target.host.strip("[]")))
-                addresses: tuple[str, ...] = (host,)
+                addresses = (host,)
             else:
                 host = target.host
                 addresses = self._addresses.get(host.lower().rstrip("."), ())
@@ -205,6 +247,10 @@ class UpstreamTargets:
                 else:
                     existing.weight += target.weight
         return list(merged.values())
+
+    @staticmethod
+    def _hostnames_of(targets: Iterable[Target]) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(t.host.lower().rstrip(".") for t in targets if t.needs_dns))
 
     @staticmethod
     def _signature_of(endpoints: Iterable[Endpoint]) -> tuple[tuple[str, str, int], ...]:
