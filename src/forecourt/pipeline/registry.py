@@ -27,10 +27,12 @@ BUNDLED: dict[str, str] = {
     "ip-restriction": "forecourt.plugins.ip_restriction:IpRestrictionPlugin",
     "request-size-limiting": "forecourt.plugins.request_size_limiting:RequestSizeLimitingPlugin",
     "request-transformer": "forecourt.plugins.request_transformer:RequestTransformerPlugin",
+    "translate": "forecourt.plugins.translate:TranslatePlugin",
     "response-transformer": "forecourt.plugins.response_transformer:ResponseTransformerPlugin",
     "compression": "forecourt.plugins.compression:CompressionPlugin",
     "prometheus": "forecourt.plugins.prometheus:PrometheusPlugin",
     "opentelemetry": "forecourt.plugins.opentelemetry:OpenTelemetryPlugin",
+    "proxy-cache": "forecourt.plugins.proxy_cache:ProxyCachePlugin",
 }
 
 
