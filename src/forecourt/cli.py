@@ -97,9 +97,18 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate config files and print every error")
     check.add_argument("files", nargs="+", metavar="FILE")
 
-    demo = sub.add_parser("demo", help="run demo services behind a demo gateway and print what to try")
-    demo.add_argument("--config", metavar="FILE", help="gateway config (default: examples/seed-routing.yaml)")
-    demo.add_argument("--listen", default="127.0.0.1:8000", metavar="ADDR")
+    demo = sub.add_parser(
+        "demo", help="run demo services, the registry, a gateway and three BFFs; print a tour to try"
+    )
+    demo.add_argument(
+        "--base-port",
+        type=int,
+        default=8000,
+        metavar="PORT",
+        help="move every demo port by PORT-8000 (gateways 8000/8100/8200/8300, admin 8001, "
+        "registry 8761, services 9101-9501 by default)",
+    )
+    demo.add_argument("--examples", metavar="DIR", help="the examples/ directory (default: found)")
     _add_discovery_commands(sub)
     return parser
 
@@ -204,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from forecourt.demo.tour import run_demo
 
-        return run_demo(args.config, args.listen)
+        return run_demo(args.base_port, args.examples)
     if args.command == "registry":
         from forecourt.registry.server import RegistryOptions, run_registry
 

@@ -6,6 +6,9 @@ what the gateway forwarded), plus a few behaviours that exercise the proxy:
 * `/status/<code>` answers that status; `/delay/<ms>` answers after a pause;
 * `/bytes/<n>` streams n bytes with Content-Length, `/chunked/<n>` the same with chunked encoding;
 * `/close` answers and closes the connection.
+
+Subclasses answer with domain data instead (`forecourt.demo.domain`): `answer()` gets each request
+first, and whatever it leaves (None) gets the echo.
 """
 
 from __future__ import annotations
@@ -13,13 +16,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import httptools
 import orjson
 
-_REASONS = {200: b"OK", 201: b"Created", 204: b"No Content", 404: b"Not Found", 500: b"Internal Server Error"}
+_REASONS = {
+    200: b"OK",
+    201: b"Created",
+    204: b"No Content",
+    400: b"Bad Request",
+    404: b"Not Found",
+    409: b"Conflict",
+    500: b"Internal Server Error",
+    503: b"Service Unavailable",
+}
 _STREAM_PIECE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DemoRequest:
+    """One request as a demo service sees it (header names lower-case, first query value wins)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DemoAnswer:
+    """A demo service's own answer: a status and a JSON document."""
+
+    status: int
+    body: Any
+    headers: tuple[tuple[str, str], ...] = field(default=())
 
 
 class DemoService:
@@ -35,6 +68,10 @@ class DemoService:
         """Close every open client connection (a server's close() leaves them open)."""
         for transport in list(self.transports):
             transport.close()
+
+    async def answer(self, request: DemoRequest) -> DemoAnswer | None:
+        """This service's own answer to `request`; None (the echo service's) echoes the request."""
+        return None
 
     async def serve(self, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> asyncio.Server:
         loop = asyncio.get_running_loop()
@@ -114,10 +151,15 @@ class _DemoProtocol(asyncio.Protocol):
     async def _respond(
         self, method: str, url: bytes, headers: list[tuple[bytes, bytes]], body: bytes, keep_alive: bool
     ) -> bool:
-        transport = self.transport
-        assert transport is not None
         parsed = httptools.parse_url(url)
         path = parsed.path.decode("latin-1")
+        query = (parsed.query or b"").decode("latin-1")
+        lowered = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers}
+        own = await self.service.answer(DemoRequest(method, path, _query_args(query), lowered, body))
+        if own is not None:
+            extra = b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in own.headers)
+            self._write(own.status, orjson.dumps(own.body), keep_alive, method, extra)
+            return keep_alive
         parts = path.strip("/").split("/")
         status = 200
         if len(parts) >= 2 and parts[-2] == "delay" and parts[-1].isdigit():
@@ -133,17 +175,23 @@ class _DemoProtocol(asyncio.Protocol):
             "service": self.service.name,
             "method": method,
             "path": path,
-            "query": (parsed.query or b"").decode("latin-1"),
-            "headers": {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in headers},
+            "query": query,
+            "headers": lowered,
             "body": body.decode("utf-8", "replace"),
             **self.service.extra,
         }
-        payload = orjson.dumps(doc)
+        self._write(status, orjson.dumps(doc), keep_alive, method)
+        return keep_alive
+
+    def _write(self, status: int, payload: bytes, keep_alive: bool, method: str, extra: bytes = b"") -> None:
+        transport = self.transport
+        assert transport is not None
         reason = _REASONS.get(status, b"Status")
         head = [
             b"HTTP/1.1 %d %s\r\n" % (status, reason),
             b"Content-Type: application/json\r\n",
             b"X-Service: " + self.service.name.encode() + b"\r\n",
+            extra,
         ]
         if status not in (204, 304):
             head.append(b"Content-Length: %d\r\n" % len(payload))
@@ -151,7 +199,6 @@ class _DemoProtocol(asyncio.Protocol):
             head.append(b"Connection: close\r\n")
         head.append(b"\r\n")
         transport.write(b"".join(head) + (b"" if method == "HEAD" or status in (204, 304) else payload))
-        return keep_alive
 
     async def _stream(self, size: int, *, chunked: bool, head: bool) -> None:
         transport = self.transport
@@ -173,6 +220,16 @@ class _DemoProtocol(asyncio.Protocol):
                     return
         if chunked:
             transport.write(b"0\r\n\r\n")
+
+
+def _query_args(query: str) -> dict[str, str]:
+    """`a=1&b=x%20y` → {"a": "1", "b": "x y"}; the first value of a repeated name wins."""
+    from urllib.parse import parse_qsl
+
+    args: dict[str, str] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        args.setdefault(name, value)
+    return args
 
 
 async def serve_forever(services: dict[str, tuple[str, int]]) -> None:
