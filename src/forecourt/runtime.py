@@ -160,19 +160,22 @@ class GatewayRuntime:
     def serve(self, client: ClientConnection, req: Request) -> None:
         """Serve a routed request (the head of the client's queue)."""
         from forecourt.pipeline import Context
+        from forecourt.proxy.aggregate import AggregateExchange
         from forecourt.proxy.forward import Exchange
 
         match = req.match
         assert match is not None
         route = match.payload
         chain = route.chain
+        # An aggregate route's exchange fans out to its backends where another one would forward.
+        make = Exchange if route.aggregate is None else AggregateExchange
         if chain is None:
-            exchange = Exchange(self, client, req, route)
+            exchange = make(self, client, req, route)
             client.exchange = exchange
             exchange.start()
             return
         ctx = Context(req, client, route, chain)
-        exchange = Exchange(self, client, req, route, ctx)
+        exchange = make(self, client, req, route, ctx)
         client.exchange = exchange
         result = chain.run_access(ctx)
         if result is None:
@@ -220,6 +223,7 @@ class GatewayRuntime:
         from forecourt.http.server import ClientConnection
 
         for index, listener in enumerate(listeners):
+
             def accept(listener: Listener = listener) -> ClientConnection:
                 self.connections_accepted += 1
                 return ClientConnection(self, listener)

@@ -78,6 +78,9 @@ class AccessLog:
         }
         if self.gateway:
             record["gateway"] = self.gateway
+        backends = getattr(ex, "backend_log", None)  # an aggregate: per-backend status and latency
+        if backends is not None:
+            record["backends"] = backends
         ctx = ex.ctx
         if ctx is not None and ctx.chain.log:
             if len(self.lines) >= _FLUSH_LINES:

@@ -11,12 +11,15 @@ import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from forecourt.upstream.retry import RetryBudget
+
 if TYPE_CHECKING:
     from forecourt.config import GatewayConfig, Listen
     from forecourt.pipeline import ConsumerIndex, Plugin, PluginChain
+    from forecourt.proxy.aggregate_plan import AggregatePlan
     from forecourt.proxy.hashing import HashKeyFn
     from forecourt.routing import Router, RouteSpec, UpstreamPathBuilder
-    from forecourt.upstream import Balancer, Endpoint
+    from forecourt.upstream import Balancer, CircuitBreakers, Endpoint, HealthChecker
 
 
 class TargetSource(Protocol):
@@ -51,6 +54,10 @@ class ServicePlan:
     ssl_context: ssl.SSLContext | None = None
     server_hostname: str | None = None
     hash_key: HashKeyFn | None = None
+    # Resilience (upstream/): None when not configured, so the proxy does no work for them.
+    health: HealthChecker | None = None
+    breakers: CircuitBreakers | None = None
+    retry_budget: RetryBudget = field(default_factory=RetryBudget)
     _host_headers: dict[str, bytes] = field(default_factory=dict)
 
     def host_header(self, endpoint: Endpoint) -> bytes:
@@ -69,7 +76,7 @@ class ServicePlan:
 
 @dataclass(slots=True, eq=False)
 class RoutePlan:
-    """A route, compiled: its service and the flags the proxy reads per request."""
+    """A route, compiled: its service (or aggregate) and the flags the proxy reads per request."""
 
     name: str
     service: ServicePlan | None
@@ -83,6 +90,8 @@ class RoutePlan:
     upstream_path: UpstreamPathBuilder | None = None
     https_redirect_status_code: int = 426
     chain: PluginChain | None = None
+    # An aggregate route fans out to its backends; its `service` is then a stand-in, never called.
+    aggregate: AggregatePlan | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -98,3 +107,4 @@ class Plan:
     server_ssl: ssl.SSLContext | None = None
     plugins: list[Plugin[Any]] = field(default_factory=list)
     consumers: ConsumerIndex | None = None
+    health: dict[str, HealthChecker] = field(default_factory=dict)

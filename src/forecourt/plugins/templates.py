@@ -15,6 +15,9 @@ parts, and refuses anything else at load time with a message naming what is supp
 * `$(jwt.sub)`, `$(jwt["claim-name"])` — a claim of the verified JWT (top level only).
 * `a or b or "default"` — the first of the alternatives that has a value; string literals in
   single or double quotes (Kong's escape `$('$(literal)')` is this form).
+* `$(backends.user.body.id)` — aggregation only (`PATH_NAMESPACES`, allowed when a caller passes
+  it in `namespaces`): a dotted path of any depth, handed to the source as one key `"user.body.id"`
+  (`[0]` and `["a-b"]` steps join the same way).
 
 A value that is absent renders as the empty string. Not supported: any other Lua (function calls,
 arithmetic, `..` concatenation, `and`/`not`, lambdas, nested tables such as `jwt.a.b`).
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NAMESPACES",
+    "PATH_NAMESPACES",
     "ContextSource",
     "Template",
     "TemplateError",
@@ -47,6 +51,8 @@ __all__ = [
 NAMESPACES: frozenset[str] = frozenset(
     {"headers", "query_params", "uri_captures", "shared", "consumer", "jwt"}
 )
+PATH_NAMESPACES: frozenset[str] = frozenset({"backends"})
+"""Namespaces whose key is a dotted path of any depth (only where a caller allows them)."""
 _SUPPORTED = (
     "supported: headers.<name>, query_params.<name>, uri_captures.<name>, shared.<name>, "
     'consumer.username|id|custom_id, jwt.<claim> (or the ["name"] form), string literals, '
@@ -265,6 +271,12 @@ def _alternative(
         pos += 3
     else:
         raise _unsupported(expression, f"{namespace} needs a key, as in {namespace}.name")
+    if namespace in PATH_NAMESPACES:
+        steps = [key]
+        while pos < len(tokens) and tokens[pos][0] == "punct":
+            step, pos = _path_step(expression, tokens, pos, namespace)
+            steps.append(step)
+        return _Lookup(namespace, (".".join(steps),)), pos
     if pos < len(tokens) and tokens[pos][0] == "punct":
         if tokens[pos : pos + 2] == [("punct", "."), ("punct", ".")]:
             raise _unsupported(expression, "'..' concatenation is not supported (write text outside $(...))")
@@ -272,6 +284,19 @@ def _alternative(
     if namespace == "consumer" and key not in _CONSUMER_FIELDS:
         raise _unsupported(expression, f"consumer has no field {key!r} (username, id, custom_id)")
     return _Lookup(namespace, _keys(namespace, key, dotted)), pos
+
+
+def _path_step(expression: str, tokens: list[tuple[str, str]], pos: int, namespace: str) -> tuple[str, int]:
+    """One `.name`, `[0]` or `["name"]` step of a path namespace's key."""
+    if tokens[pos] == ("punct", ".") and pos + 1 < len(tokens) and tokens[pos + 1][0] in ("name", "number"):
+        return tokens[pos + 1][1], pos + 2
+    if tokens[pos] == ("punct", "[") and pos + 2 < len(tokens) and tokens[pos + 2] == ("punct", "]"):
+        kind, value = tokens[pos + 1]
+        if kind == "string":
+            return _ESCAPE.sub(r"\1", value[1:-1]), pos + 3
+        if kind == "number":
+            return value, pos + 3
+    raise _unsupported(expression, f'expected .name, [0] or ["name"] in the {namespace} path')
 
 
 def _keys(namespace: str, key: str, dotted: bool) -> tuple[str, ...]:
