@@ -81,7 +81,7 @@ def test_consistent_hashing_keeps_keys_when_a_target_leaves(
     targets = [{"target": f"127.0.0.1:{u.port}"} for u in upstreams]
     config = balanced(targets, algorithm="consistent-hashing", hash_on="header", hash_on_header="X-User")
     gateway = gateway_factory(config)
-    keys = [f"user-{i}" for i in range(300)]
+    keys = [f"user-{i}" for i in range(1000)]
     with httpx.Client(base_url=gateway.url) as client:
         before = {k: served_by(client, headers={"X-User": k}) for k in keys}
         # Stable while the set is unchanged.

@@ -8,7 +8,7 @@ on them move: when one of four equal endpoints leaves, the other three keep all 
 of keys stay put; the tests measure it).
 
 Weights scale the number of points. The unit is the greatest common divisor of the positive weights,
-so 100/100/100 gives each endpoint the same 160 points as 1/1/1, and 100/50/25 gives 640/320/160. (A
+so 100/100/100 gives each endpoint the same 1000 points as 1/1/1, and 100/50/25 gives 4000/2000/1000. (A
 change that alters that divisor, e.g. removing the only weight-25 endpoint, re-scales every endpoint and
 moves more keys than strictly needed; equal weights, the common case, never do.) The total is capped
 so that an upstream with hundreds of endpoints still builds in milliseconds.
@@ -39,8 +39,8 @@ from forecourt.upstream.endpoint import Endpoint
 __all__ = ["ConsistentHashingBalancer"]
 
 _RING_SIZE = 1 << 32
-POINTS_PER_UNIT = 160
-"""Ring points per weight unit: enough that four equal endpoints each own 25% +/- a few percent."""
+POINTS_PER_UNIT = 1000
+"""Ring points per weight unit: enough that four equal endpoints each own 25% +/- about 1%."""
 MAX_POINTS = 64_000
 """Cap on the total number of points, bounding build time and memory for large upstreams."""
 
