@@ -18,7 +18,9 @@ from forecourt.http.limits import ServerLimits
 from forecourt.http.pool import ConnectionPool, PoolLimits
 from forecourt.http.status import NO_ROUTE_MESSAGE
 from forecourt.observability import AccessLog
-from forecourt.pipeline import Response
+from forecourt.pipeline import Context, Response
+from forecourt.proxy.aggregate import AggregateExchange
+from forecourt.proxy.forward import Exchange
 from forecourt.routing import InvalidPath, normalize_path
 
 if TYPE_CHECKING:
@@ -29,7 +31,6 @@ if TYPE_CHECKING:
     from forecourt.http.request import Request
     from forecourt.http.server import ClientConnection
     from forecourt.plan import Plan
-    from forecourt.proxy.forward import Exchange
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +160,6 @@ class GatewayRuntime:
 
     def serve(self, client: ClientConnection, req: Request) -> None:
         """Serve a routed request (the head of the client's queue)."""
-        from forecourt.pipeline import Context
-        from forecourt.proxy.aggregate import AggregateExchange
-        from forecourt.proxy.forward import Exchange
-
         match = req.match
         assert match is not None
         route = match.payload
