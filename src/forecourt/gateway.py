@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import hashlib
 import logging
 import os
@@ -494,6 +495,10 @@ async def serve(
         if options.admin_listen == "off"
         else await start_admin(gateways, options.admin_listen, state_dir)
     )
+    # Everything built so far (imports, config models, plans) lives as long as the worker: keep it
+    # out of the cyclic collector's full passes, which otherwise walk it again and again under load.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     reload_requested = asyncio.Event()
     wake = asyncio.Event()

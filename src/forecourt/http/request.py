@@ -25,6 +25,7 @@ class Request:
         "error",
         "error_message",
         "expect_continue",
+        "forwarded_block",
         "headers",
         "host",
         "keep_alive",
@@ -38,6 +39,7 @@ class Request:
         "target",
         "version",
         "xf_headers",
+        "xff",
     )
 
     def __init__(self, start: float) -> None:
@@ -56,6 +58,10 @@ class Request:
         self.expect_continue = False
         self.conn_tokens: frozenset[bytes] | None = None
         self.xf_headers: dict[bytes, bytes] | None = None
+        # Built by the server while it reads the head: the headers forwarded unchanged, as wire
+        # bytes ending in CRLF, and the client's X-Forwarded-For (to append the peer to).
+        self.forwarded_block = b""
+        self.xff: bytes | None = None
         self.body: list[bytes] = []
         self.body_bytes = 0
         self.complete = False

@@ -35,6 +35,41 @@ _METHODS: dict[bytes, str] = {
 _BODY_HIGH_WATER = 1024 * 1024
 _WRITE_HIGH_WATER = 256 * 1024
 _KNOWN_CONNECTION_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade", b"te"})
+
+_FORWARDED, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _CONNECTION, _FORWARDED_FOR, _DROPPED = range(8)
+# Header names as clients spell them → their kind, so the common names cost one lookup, not a
+# lower() and a lookup. Bounded: names beyond the bound are classified every time.
+_HEADER_KINDS: dict[bytes, int] = {}
+_HEADER_KINDS_MAX = 4096
+# Request headers the proxy reads, drops or rebuilds (hop-by-hop ones, framing it sets itself, the
+# forwarding headers); every other header is forwarded unchanged.
+_SPECIAL_REQUEST_HEADERS: dict[bytes, int] = {
+    **dict.fromkeys(
+        (
+            b"keep-alive",
+            b"proxy-connection",
+            b"proxy-authenticate",
+            b"proxy-authorization",
+            b"te",
+            b"trailer",
+            b"upgrade",
+            b"via",
+            b"x-forwarded-proto",
+            b"x-forwarded-host",
+            b"x-forwarded-port",
+            b"x-forwarded-path",
+            b"x-forwarded-prefix",
+            b"x-real-ip",
+        ),
+        _DROPPED,
+    ),
+    b"host": _HOST,
+    b"content-length": _CONTENT_LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,
+    b"expect": _EXPECT,
+    b"connection": _CONNECTION,
+    b"x-forwarded-for": _FORWARDED_FOR,
+}
 _LINGER_SECONDS = 2.0
 
 
@@ -198,28 +233,51 @@ class ClientConnection(asyncio.Protocol):
                 raise RequestRejected(505)
             req.version = "1.0"
         req.keep_alive = parser.should_keep_alive()
+        # One pass over the headers: find what framing and routing need, and build the block of
+        # headers forwarded as they are (everything the proxy does not drop or rebuild), so a
+        # plugin-free request never walks its headers again.
         size = 0
         host: bytes | None = None
+        forwarded: list[bytes] = []
+        keep = forwarded.append
+        special = _SPECIAL_REQUEST_HEADERS
+        kinds = _HEADER_KINDS
         for name, value in req.headers:
-            size += len(name) + len(value) + 4
-            lname = name.lower()
-            if lname == b"host":
+            kind = kinds.get(name)
+            if kind is None:
+                kind = special.get(name.lower(), _FORWARDED)
+                if len(kinds) < _HEADER_KINDS_MAX:
+                    kinds[name] = kind
+            if kind == _FORWARDED:
+                keep(name)
+                keep(b": ")
+                keep(value)
+                keep(b"\r\n")
+                continue
+            size += len(name) + len(value)
+            if kind == _HOST:
                 if host is not None:
                     raise RequestRejected(400, "Bad request: more than one Host header")
                 host = value
-            elif lname == b"content-length":
+            elif kind == _CONTENT_LENGTH:
                 req.content_length = int(value)
-            elif lname == b"transfer-encoding":
+            elif kind == _TRANSFER_ENCODING:
                 _check_transfer_encoding(value, req.version)
                 req.chunked = True
-            elif lname == b"expect":
+            elif kind == _EXPECT:
                 if value.lower() != b"100-continue":
                     raise RequestRejected(417)
                 req.expect_continue = True
-            elif lname == b"connection":
+            elif kind == _CONNECTION:
                 tokens = frozenset(t.strip().lower() for t in value.split(b","))
                 if not tokens <= _KNOWN_CONNECTION_TOKENS:
                     req.conn_tokens = tokens - _KNOWN_CONNECTION_TOKENS
+            elif kind == _FORWARDED_FOR:
+                req.xff = value if req.xff is None else req.xff + b", " + value
+        if forwarded:
+            block = b"".join(forwarded)
+            req.forwarded_block = block
+            size += len(block)
         if size > limits.max_header_bytes:
             raise RequestRejected(431)
         if host is None and req.version == "1.1":
