@@ -2,18 +2,30 @@
 
 An `Exchange` is a small state machine driven by protocol callbacks on both sides; it owns the
 mapping from upstream outcomes to gateway statuses (502 refused/reset/garbage, 504 timeouts, 503 no
-target), the retry rule, and response framing towards the client. Bytes produced while one upstream
-packet is parsed are gathered and written with one `write`, so a small response costs one syscall.
+target or circuit open), the retry rule, and response framing towards the client. Bytes produced
+while one upstream packet is parsed are gathered and written with one `write`, so a small response
+costs one syscall.
+
+Resilience (see docs/resilience.md): every attempt's outcome goes to the upstream's passive health
+checks and the service's circuit breakers when those are configured (a `None` check otherwise).
+The retry rule: a connection that could not be made is always retried; a reset, garbage, a timeout
+or a 502/503/504 answer is retried only for an idempotent method and only while nothing reached the
+client (a 502/503/504 head is held back, and only when another untried target is available). Every
+retry needs a token of the upstream's retry budget and goes to a different target when there is one;
+a retry back to a target already tried waits an exponential backoff with full jitter (a timer, no
+task). `service.retries` caps the attempts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import ssl
 from typing import TYPE_CHECKING
 
 from forecourt.http.headers import HOP_BY_HOP, IDEMPOTENT_METHODS
 from forecourt.http.status import SERVER_HEADER, VIA_VALUE, error_response, status_line
+from forecourt.upstream.health import Outcome
 
 if TYPE_CHECKING:
     from forecourt.http.request import Request
@@ -22,7 +34,8 @@ if TYPE_CHECKING:
     from forecourt.pipeline import Context, Response
     from forecourt.plan import RoutePlan, ServicePlan
     from forecourt.runtime import GatewayRuntime
-    from forecourt.upstream import Endpoint
+    from forecourt.upstream import CircuitBreakers, Endpoint
+    from forecourt.upstream.retry import RetryWaiter
 
 # Request headers the proxy never copies as they are: hop-by-hop ones, framing it sets itself, and
 # the forwarding headers it rebuilds.
@@ -45,6 +58,8 @@ _RESPONSE_SKIP: frozenset[bytes] = HOP_BY_HOP | {b"via"}
 # upstream naming it there must not make the response unframed.
 _NOT_DROPPABLE = frozenset({b"close", b"keep-alive", b"content-length"})
 _VIA_REQUEST = b"Via: " + VIA_VALUE + b"\r\n"
+NO_PEER_MESSAGE = "failure to get a peer from the ring-balancer"
+BREAKER_OPEN_MESSAGE = "The upstream server is currently unavailable (circuit breaker open)"
 
 
 class Exchange:
@@ -62,11 +77,13 @@ class Exchange:
         "finished",
         "head_held",
         "out",
+        "pending",
         "rechunk",
         "released",
         "req",
         "response_bytes",
         "response_started",
+        "retry_token",
         "route",
         "runtime",
         "service",
@@ -115,19 +132,32 @@ class Exchange:
         self.t_sent = 0.0
         self.t_first_byte = 0.0
         self.out: list[bytes] = []
+        self.retry_token = False  # holds one of the upstream's retry-budget tokens
+        self.pending: asyncio.Handle | RetryWaiter | None = None  # a scheduled or queued retry
 
     # ------------------------------------------------------------------ picking a target
     def start(self) -> None:
         """Pick a target (a different one on retries, when there is one) and get a connection."""
+        self.pending = None
         service = self.service
         balancer = service.targets.balancer
+        health = service.health
+        if health is not None and health.unavailable:
+            self.release_endpoint()
+            self.fail(503, NO_PEER_MESSAGE)  # healthy weight below `healthchecks.threshold`
+            return
         key = service.hash_key(self.req, self.client.client_ip) if service.hash_key is not None else None
         endpoint = balancer.pick(key, self.tried) if self.tried else balancer.pick(key)
         if endpoint is None and self.tried:
             endpoint = balancer.pick(key)
+        breakers = service.breakers
+        if breakers is not None and endpoint is not None and not breakers.allow(endpoint):
+            endpoint = self.pick_past_open_breakers(breakers, key, endpoint)
+            if endpoint is None:
+                return
         self.release_endpoint()
         if endpoint is None:
-            self.fail(503, "failure to get a peer from the ring-balancer")
+            self.fail(503, NO_PEER_MESSAGE)
             return
         balancer.acquire(endpoint)
         self.endpoint = endpoint
@@ -139,6 +169,26 @@ class Exchange:
             self.attach(conn)
         else:
             self.start_connect()
+
+    def pick_past_open_breakers(
+        self, breakers: CircuitBreakers, key: str | None, refused_first: Endpoint
+    ) -> Endpoint | None:
+        """Another target whose breaker admits the request; none: answer 503 with Retry-After."""
+        balancer = self.service.targets.balancer
+        refused = [refused_first]
+        while True:
+            endpoint = balancer.pick(key, {*self.tried, *refused})
+            if endpoint is None and self.tried:
+                endpoint = balancer.pick(key, refused)
+            if endpoint is None:
+                break
+            if breakers.allow(endpoint):
+                return endpoint
+            refused.append(endpoint)
+        self.release_endpoint()
+        wait = max(1, math.ceil(breakers.retry_after(refused)))
+        self.fail(503, BREAKER_OPEN_MESSAGE, extra_headers=b"Retry-After: %d\r\n" % wait)
+        return None
 
     def release_endpoint(self) -> None:
         """Give the balancer back the in-flight slot of the current target (least-connections)."""
@@ -168,10 +218,13 @@ class Exchange:
 
     def connect_failed(self, exc: BaseException) -> None:
         if isinstance(exc, TimeoutError):
+            self.note_failure(Outcome.TIMEOUT)
             self.retry_or_fail(504, "The upstream server is timed out", sent=False)
         elif isinstance(exc, ssl.SSLError | ssl.CertificateError):
+            self.note_failure(Outcome.TCP_FAILURE)
             self.retry_or_fail(502, "TLS handshake with the upstream failed", sent=False)
         else:
+            self.note_failure(Outcome.TCP_FAILURE)
             self.retry_or_fail(502, None, sent=False)
 
     # ------------------------------------------------------------------ sending the request
@@ -231,20 +284,25 @@ class Exchange:
         parts = [req.method.encode(), b" ", path.encode(), req.query, b" HTTP/1.1\r\n"]
         append = parts.append
         xff: bytes | None = None
-        skip = _REBUILT_REQUEST_HEADERS
         tokens = req.conn_tokens
-        for name, value in req.headers:
-            lname = name.lower()
-            if lname in skip:
-                if lname == b"x-forwarded-for":
-                    xff = value if xff is None else xff + b", " + value
-                continue
-            if tokens is not None and lname in tokens:
-                continue
-            append(name)
-            append(b": ")
-            append(value)
-            append(b"\r\n")
+        if ctx is None and tokens is None:
+            # The server already filtered and serialised the headers (no plugin changed them).
+            append(req.forwarded_block)
+            xff = req.xff
+        else:
+            skip = _REBUILT_REQUEST_HEADERS
+            for name, value in req.headers:
+                lname = name.lower()
+                if lname in skip:
+                    if lname == b"x-forwarded-for":
+                        xff = value if xff is None else xff + b", " + value
+                    continue
+                if tokens is not None and lname in tokens:
+                    continue
+                append(name)
+                append(b": ")
+                append(value)
+                append(b"\r\n")
         if route.preserve_host and req.host is not None:
             append(b"Host: " + req.host + b"\r\n")
         else:
@@ -301,6 +359,11 @@ class Exchange:
     def response_head(
         self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], upstream_keep_alive: bool
     ) -> None:
+        service = self.service
+        if service.health is not None or service.breakers is not None:
+            self.note_status(status)
+        if 502 <= status <= 504 and self.retry_status():
+            return
         now = self.runtime.loop.time()
         self.t_first_byte = now
         self.status = status
@@ -310,9 +373,14 @@ class Exchange:
             conn.deadline = now + self.service.read_timeout
         ctx = self.ctx
         if ctx is not None and (ctx.chain.response or ctx.chain.body):
+            upstream_headers = headers
             headers, status, reason = self._run_response_phase(ctx, status, reason, headers)
             if ctx.response_head is not None and ctx.response_head.hold:
                 self.head_held = True  # written once the body filters produce bytes (release_head)
+                # write_head learns the framing only then: a body with neither a length nor
+                # chunking ends when the upstream closes, which upstream_lost must know now.
+                framing = (b"content-length", b"transfer-encoding")
+                self.close_delimited = not any(n.lower() in framing for n, _ in upstream_headers)
                 return
         self.write_head(status, reason, headers)
 
@@ -414,6 +482,8 @@ class Exchange:
         return chunk
 
     def response_done(self, upstream_keep_alive: bool) -> None:
+        if not self.response_started:
+            return  # the end of a 5xx held back for a retry (the connection was dropped)
         ctx = self.ctx
         if ctx is not None and ctx.chain.body and self.req.method != "HEAD":
             tail = self._filter_body(ctx, b"", last=True)
@@ -459,6 +529,7 @@ class Exchange:
     # ------------------------------------------------------------------ failures
     def upstream_lost(self, exc: Exception | None) -> None:
         """The upstream connection closed while this exchange was using it."""
+        conn = self.upstream
         self.upstream = None
         if self.finished:
             return
@@ -471,6 +542,10 @@ class Exchange:
                 self.finish(keep_alive=False, upstream_reusable=False)
                 self.client.close()
             return
+        if conn is None or conn.requests <= 1:
+            # A reused keep-alive connection the upstream closed as it was reused says nothing
+            # about the target's health; a fresh one reset before answering does.
+            self.note_failure(Outcome.TCP_FAILURE)
         self.retry_or_fail(502, None, sent=True)
 
     def upstream_garbage(self) -> None:
@@ -484,6 +559,7 @@ class Exchange:
             self.client.close()
             return
         self.out = []
+        self.note_failure(Outcome.TCP_FAILURE)
         self.retry_or_fail(502, None, sent=True)
 
     def upstream_timeout(self) -> None:
@@ -491,6 +567,7 @@ class Exchange:
         self.upstream = None
         if conn is not None:
             conn.abort()
+        self.note_failure(Outcome.TIMEOUT)
         if self.response_started:
             self.flush()
             self.finish(keep_alive=False, upstream_reusable=False)
@@ -503,19 +580,116 @@ class Exchange:
 
         Safe means: retries left, nothing of the response reached the client, the request body
         is still at hand, and either no byte reached the upstream or the method is idempotent.
+        A retry also needs a retry-budget token. Without one, a failover to an untried target
+        queues for one briefly (`RetryBudget.wait`); anything else answers `status` at once.
         """
         req = self.req
         self.upstream = None
-        if (
+        if not (
             self.attempts <= self.service.retries
             and not self.response_started
             and not self.streaming_body
             and (not sent or req.method in IDEMPOTENT_METHODS)
         ):
-            self.runtime.note_retry(self)
+            self.fail(status, message)
+            return
+        if self.retry_token:
+            self.retry_later()
+            return
+        budget = self.service.retry_budget
+        if budget.try_acquire(self.active_requests()):
+            self.retry_token = True
+            self.retry_later()
+        elif self.fresh_target_available():
+            # A failover (another target is there): worth a short wait for a token.
+            self.pending = budget.wait(
+                self.runtime.loop, self.budget_granted, lambda: self.fail(status, message)
+            )
+        else:
+            budget.denied += 1
+            self.fail(status, message)
+
+    def retry_status(self) -> bool:
+        """Hold back an upstream's 502/503/504 and retry instead? Only for an idempotent request with
+        retries left, a different target to go to and a budget token at hand."""
+        service = self.service
+        if (
+            self.attempts > service.retries
+            or self.streaming_body
+            or self.req.method not in IDEMPOTENT_METHODS
+            or not self.fresh_target_available()
+        ):
+            return False
+        if not self.retry_token:
+            if not service.retry_budget.try_acquire(self.active_requests()):
+                return False
+            self.retry_token = True
+        conn = self.upstream
+        self.upstream = None
+        if conn is not None:
+            conn.abort()  # the rest of this answer is not wanted
+        self.runtime.note_retry(self)
+        self.pending = self.runtime.loop.call_soon(self.start)  # out of the parser's callback first
+        return True
+
+    def budget_granted(self) -> None:
+        """A retry-budget token came free for this queued retry."""
+        self.pending = None
+        self.retry_token = True
+        if self.finished:
+            self.retry_token = False
+            self.service.retry_budget.release()
+            return
+        self.retry_later()
+
+    def retry_later(self) -> None:
+        """Retry now on a fresh target, or after a jittered backoff when only tried ones are left."""
+        self.runtime.note_retry(self)
+        if self.fresh_target_available():
             self.start()
             return
-        self.fail(status, message)
+        delay = self.service.retry_budget.policy.backoff(self.attempts)
+        self.pending = self.runtime.loop.call_later(delay, self.start)
+
+    def fresh_target_available(self) -> bool:
+        """Is there a usable target this exchange has not tried yet?"""
+        tried = self.tried
+        breakers = self.service.breakers
+        for ep in self.service.targets.balancer.endpoints:
+            if (
+                ep.healthy
+                and ep.weight > 0
+                and ep not in tried
+                and (breakers is None or not breakers.is_open(ep))
+            ):
+                return True
+        return False
+
+    def active_requests(self) -> int:
+        """Requests in flight to this service's upstream (what the retry budget is a share of)."""
+        return sum(ep.active for ep in self.service.targets.balancer.endpoints)
+
+    def note_failure(self, outcome: Outcome) -> None:
+        """The current attempt failed without an HTTP answer: tell health checks and the breaker."""
+        endpoint = self.endpoint
+        service = self.service
+        if endpoint is None:
+            return
+        if service.health is not None:
+            service.health.report(endpoint, outcome)
+        if service.breakers is not None:
+            service.breakers.record(endpoint, False)
+
+    def note_status(self, status: int) -> None:
+        """The current attempt got an answer: tell passive health checks and the breaker."""
+        endpoint = self.endpoint
+        service = self.service
+        if endpoint is None:
+            return
+        if service.health is not None:
+            service.health.report_status(endpoint, status)
+        if service.breakers is not None:
+            service.breakers.record_status(endpoint, status)
 
     def respond(self, response: Response) -> None:
         """Answer with a response a plugin made in its access phase (no upstream involved)."""
@@ -556,10 +730,18 @@ class Exchange:
         self.client_write(b"".join(parts))
         self.finish(keep_alive=keep_alive, upstream_reusable=False)
 
-    def fail(self, status: int, message: str | None) -> None:
+    def fail(self, status: int, message: str | None, *, extra_headers: bytes = b"") -> None:
         """Answer with a gateway-made error (nothing of the upstream's response was sent)."""
         if self.finished:
             return
+        ctx = self.ctx
+        fallback = ctx.shared.get("error_fallback") if ctx is not None else None
+        if fallback is not None:
+            # A plugin may answer instead (proxy-cache serving a stale entry: stale-if-error).
+            answer = fallback(status)
+            if answer is not None:
+                self.respond(answer)
+                return
         self.status = status
         req = self.req
         if self.streaming_body and not req.complete:
@@ -571,6 +753,7 @@ class Exchange:
             close=not self.client_keep_alive,
             head_only=req.method == "HEAD",
             request_id_header=self.runtime.request_id_header,
+            extra_headers=extra_headers,
         )
         self.client_write(data)
         self.finish(keep_alive=self.client_keep_alive, upstream_reusable=False)
@@ -594,6 +777,12 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
+        if self.retry_token:
+            self.retry_token = False
+            self.service.retry_budget.release()
         self.release_endpoint()
         conn = self.upstream
         self.upstream = None
