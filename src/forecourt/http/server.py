@@ -36,7 +36,9 @@ _BODY_HIGH_WATER = 1024 * 1024
 _WRITE_HIGH_WATER = 256 * 1024
 _KNOWN_CONNECTION_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade", b"te"})
 
-_FORWARDED, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _CONNECTION, _FORWARDED_FOR, _DROPPED = range(8)
+_FORWARDED, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _CONNECTION, _FORWARDED_FOR, _DROPPED = (
+    range(8)
+)
 # Header names as clients spell them → their kind, so the common names cost one lookup, not a
 # lower() and a lookup. Bounded: names beyond the bound are classified every time.
 _HEADER_KINDS: dict[bytes, int] = {}
