@@ -26,3 +26,47 @@ IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "PUT", "DELETE", 
 def connection_tokens(value: bytes) -> frozenset[bytes]:
     """Header names listed in a `Connection` header value, lowercased."""
     return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
+
+
+FORWARDED, HOST, CONTENT_LENGTH, TRANSFER_ENCODING, EXPECT, CONNECTION, FORWARDED_FOR, DROPPED = range(8)
+# Header names as clients spell them → their kind, so the common names cost one lookup, not a
+# lower() and a lookup. Bounded: names beyond the bound are classified every time.
+REQUEST_HEADER_KINDS: dict[bytes, int] = {}
+_REQUEST_HEADER_KINDS_MAX = 4096
+# Request headers the proxy reads, drops or rebuilds (hop-by-hop ones, framing it sets itself, the
+# forwarding headers); every other header is forwarded unchanged.
+_SPECIAL_REQUEST_HEADERS: dict[bytes, int] = {
+    **dict.fromkeys(
+        (
+            b"keep-alive",
+            b"proxy-connection",
+            b"proxy-authenticate",
+            b"proxy-authorization",
+            b"te",
+            b"trailer",
+            b"upgrade",
+            b"via",
+            b"x-forwarded-proto",
+            b"x-forwarded-host",
+            b"x-forwarded-port",
+            b"x-forwarded-path",
+            b"x-forwarded-prefix",
+            b"x-real-ip",
+        ),
+        DROPPED,
+    ),
+    b"host": HOST,
+    b"content-length": CONTENT_LENGTH,
+    b"transfer-encoding": TRANSFER_ENCODING,
+    b"expect": EXPECT,
+    b"connection": CONNECTION,
+    b"x-forwarded-for": FORWARDED_FOR,
+}
+
+
+def request_header_kind(name: bytes) -> int:
+    """How the proxy treats request header `name` (as spelled by the client); cached by spelling."""
+    kind = _SPECIAL_REQUEST_HEADERS.get(name.lower(), FORWARDED)
+    if len(REQUEST_HEADER_KINDS) < _REQUEST_HEADER_KINDS_MAX:
+        REQUEST_HEADER_KINDS[name] = kind
+    return kind

@@ -22,6 +22,14 @@ from typing import TYPE_CHECKING, cast
 
 import httptools
 
+from forecourt.http.headers import CONNECTION as _CONNECTION
+from forecourt.http.headers import CONTENT_LENGTH as _CONTENT_LENGTH
+from forecourt.http.headers import EXPECT as _EXPECT
+from forecourt.http.headers import FORWARDED as _FORWARDED
+from forecourt.http.headers import FORWARDED_FOR as _FORWARDED_FOR
+from forecourt.http.headers import HOST as _HOST
+from forecourt.http.headers import REQUEST_HEADER_KINDS, request_header_kind
+from forecourt.http.headers import TRANSFER_ENCODING as _TRANSFER_ENCODING
 from forecourt.http.request import Request
 from forecourt.http.status import error_response
 
@@ -36,42 +44,6 @@ _BODY_HIGH_WATER = 1024 * 1024
 _WRITE_HIGH_WATER = 256 * 1024
 _KNOWN_CONNECTION_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade", b"te"})
 
-_FORWARDED, _HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING, _EXPECT, _CONNECTION, _FORWARDED_FOR, _DROPPED = (
-    range(8)
-)
-# Header names as clients spell them → their kind, so the common names cost one lookup, not a
-# lower() and a lookup. Bounded: names beyond the bound are classified every time.
-_HEADER_KINDS: dict[bytes, int] = {}
-_HEADER_KINDS_MAX = 4096
-# Request headers the proxy reads, drops or rebuilds (hop-by-hop ones, framing it sets itself, the
-# forwarding headers); every other header is forwarded unchanged.
-_SPECIAL_REQUEST_HEADERS: dict[bytes, int] = {
-    **dict.fromkeys(
-        (
-            b"keep-alive",
-            b"proxy-connection",
-            b"proxy-authenticate",
-            b"proxy-authorization",
-            b"te",
-            b"trailer",
-            b"upgrade",
-            b"via",
-            b"x-forwarded-proto",
-            b"x-forwarded-host",
-            b"x-forwarded-port",
-            b"x-forwarded-path",
-            b"x-forwarded-prefix",
-            b"x-real-ip",
-        ),
-        _DROPPED,
-    ),
-    b"host": _HOST,
-    b"content-length": _CONTENT_LENGTH,
-    b"transfer-encoding": _TRANSFER_ENCODING,
-    b"expect": _EXPECT,
-    b"connection": _CONNECTION,
-    b"x-forwarded-for": _FORWARDED_FOR,
-}
 _LINGER_SECONDS = 2.0
 
 
@@ -242,14 +214,11 @@ class ClientConnection(asyncio.Protocol):
         host: bytes | None = None
         forwarded: list[bytes] = []
         keep = forwarded.append
-        special = _SPECIAL_REQUEST_HEADERS
-        kinds = _HEADER_KINDS
+        kinds = REQUEST_HEADER_KINDS
         for name, value in req.headers:
             kind = kinds.get(name)
             if kind is None:
-                kind = special.get(name.lower(), _FORWARDED)
-                if len(kinds) < _HEADER_KINDS_MAX:
-                    kinds[name] = kind
+                kind = request_header_kind(name)
             if kind == _FORWARDED:
                 keep(name)
                 keep(b": ")

@@ -23,7 +23,14 @@ import math
 import ssl
 from typing import TYPE_CHECKING
 
-from forecourt.http.headers import HOP_BY_HOP, IDEMPOTENT_METHODS
+from forecourt.http.headers import (
+    FORWARDED,
+    FORWARDED_FOR,
+    HOP_BY_HOP,
+    IDEMPOTENT_METHODS,
+    REQUEST_HEADER_KINDS,
+    request_header_kind,
+)
 from forecourt.http.status import SERVER_HEADER, VIA_VALUE, error_response, status_line
 from forecourt.upstream.health import Outcome
 
@@ -37,21 +44,6 @@ if TYPE_CHECKING:
     from forecourt.upstream import CircuitBreakers, Endpoint
     from forecourt.upstream.retry import RetryWaiter
 
-# Request headers the proxy never copies as they are: hop-by-hop ones, framing it sets itself, and
-# the forwarding headers it rebuilds.
-_REBUILT_REQUEST_HEADERS: frozenset[bytes] = HOP_BY_HOP | {
-    b"host",
-    b"content-length",
-    b"expect",
-    b"via",
-    b"x-forwarded-for",
-    b"x-forwarded-proto",
-    b"x-forwarded-host",
-    b"x-forwarded-port",
-    b"x-forwarded-path",
-    b"x-forwarded-prefix",
-    b"x-real-ip",
-}
 _NO_BODY_STATUSES = frozenset({204, 304})
 _RESPONSE_SKIP: frozenset[bytes] = HOP_BY_HOP | {b"via"}
 # `Connection` tokens that name no header to drop; Content-Length frames the message, so an
@@ -290,19 +282,19 @@ class Exchange:
             append(req.forwarded_block)
             xff = req.xff
         else:
-            skip = _REBUILT_REQUEST_HEADERS
+            kinds = REQUEST_HEADER_KINDS
+            extend = parts.extend
             for name, value in req.headers:
-                lname = name.lower()
-                if lname in skip:
-                    if lname == b"x-forwarded-for":
+                kind = kinds.get(name)
+                if kind is None:
+                    kind = request_header_kind(name)
+                if kind != FORWARDED:
+                    if kind == FORWARDED_FOR:
                         xff = value if xff is None else xff + b", " + value
                     continue
-                if tokens is not None and lname in tokens:
+                if tokens is not None and name.lower() in tokens:
                     continue
-                append(name)
-                append(b": ")
-                append(value)
-                append(b"\r\n")
+                extend((name, b": ", value, b"\r\n"))
         if route.preserve_host and req.host is not None:
             append(b"Host: " + req.host + b"\r\n")
         else:

@@ -73,6 +73,9 @@ class _Failure:
     message: str | None
     errors: dict[str, str] | None = None
     challenge_error: bool = True
+    final: bool = False
+    """The same token can never pass with this config (malformed, unknown key, bad signature):
+    safe to remember, unlike time-dependent claim failures or a JWKS key that may yet appear."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,9 @@ class JwtPlugin(Plugin[JwtConfig]):
         self._challenge = base
         self._challenge_error = base + b' error="invalid_token"'
         self._verified: dict[str, _Verified] = {}
+        # Tokens that can never verify under this config: replaying one (an attack, or a client
+        # stuck on a revoked key) costs a dict lookup instead of decoding and an HMAC.
+        self._refused: dict[str, _Failure] = {}
 
     def _secret(self, credential: Credential) -> _Secret:
         data = credential.data
@@ -162,7 +168,15 @@ class JwtPlugin(Plugin[JwtConfig]):
             if hit is not None and hit.valid_until > time.time():
                 self._accept(ctx, token, hit)
                 return None
+            refused = self._refused.get(token)
+            if refused is not None:
+                return self._finish(ctx, token, refused)
             outcome = self._check(token, allow_fetch=True)
+            if isinstance(outcome, _Failure) and outcome.final:
+                refused_cache = self._refused
+                if len(refused_cache) >= CACHE_SIZE:
+                    del refused_cache[next(iter(refused_cache))]
+                refused_cache[token] = outcome
         else:
             outcome = (
                 _Failure("Unauthorized", challenge_error=False)
@@ -255,34 +269,34 @@ class JwtPlugin(Plugin[JwtConfig]):
     # ------------------------------------------------------------------ verifying
     def _check(self, token: str, *, allow_fetch: bool) -> _Verified | _Failure | _Pending:
         if not _TOKEN.fullmatch(token):
-            return _Failure("Bad token; invalid JSON")
+            return _Failure("Bad token; invalid JSON", final=True)
         head64, claims64, sig64 = token.split(".")
         try:
             header = orjson.loads(b64url_decode(head64))
             claims = orjson.loads(b64url_decode(claims64))
             signature = b64url_decode(sig64)
         except ValueError:
-            return _Failure("Bad token; invalid JSON")
+            return _Failure("Bad token; invalid JSON", final=True)
         if not isinstance(header, dict):
-            return _Failure("Bad token; invalid JSON")
+            return _Failure("Bad token; invalid JSON", final=True)
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in _SUPPORTED:
-            return _Failure("Bad token; invalid alg")
+            return _Failure("Bad token; invalid alg", final=True)
         if not isinstance(claims, dict):
-            return _Failure("Bad token; invalid claims")
+            return _Failure("Bad token; invalid claims", final=True)
         claim_name = self.config.key_claim_name
         key = claims.get(claim_name)
         if key is None:
             key = header.get(claim_name)
         if key is None:
-            return _Failure(f"No mandatory '{claim_name}' in claims")
+            return _Failure(f"No mandatory '{claim_name}' in claims", final=True)
         if not isinstance(key, str) or key == "":
-            return _Failure(f"Invalid '{claim_name}' in claims")
+            return _Failure(f"Invalid '{claim_name}' in claims", final=True)
         secret = self._secrets.get(key)
         if secret is None:
-            return _Failure(f"No credentials found for given '{claim_name}'")
+            return _Failure(f"No credentials found for given '{claim_name}'", final=True)
         if alg not in secret.algorithms:
-            return _Failure("Invalid algorithm")
+            return _Failure("Invalid algorithm", final=True)
         signing_input = token[: len(head64) + 1 + len(claims64)].encode("ascii")
         if secret.jwks is not None:
             candidates = self._jwks_candidates(secret.jwks, header.get("kid"), alg, allow_fetch)
@@ -294,7 +308,8 @@ class JwtPlugin(Plugin[JwtConfig]):
                 return _Failure("Invalid key/secret")
             candidates = [verifier]
         if not any(v.verify(signing_input, signature) for v in candidates):
-            return _Failure("Invalid signature")
+            # With a JWKS the key set may still change; a fixed secret never will.
+            return _Failure("Invalid signature", final=secret.jwks is None)
         now = time.time()
         errors = self._claim_errors(claims, secret, now)
         if errors:
