@@ -111,6 +111,32 @@ class RedisSettings:
             return self.url.split("@")[-1]
         return f"{self.host}:{self.port}/{self.database}"
 
+    @classmethod
+    def from_plugin(cls, redis: Any, fallback_url: str | None, needed_by: str) -> RedisSettings:
+        """Settings from a plugin's Kong-style `config.redis` record, else the gateway's `--redis`.
+
+        `needed_by` names what requires Redis (e.g. "policy 'redis'") for the error message.
+        """
+        if redis.server_name is not None and redis.server_name != redis.host:
+            raise ValueError(
+                "config.redis.server_name: a TLS server name other than the host is not supported"
+            )
+        timeout = max(redis.timeout, 1) / 1000
+        if redis.host is not None:
+            return cls(
+                host=redis.host,
+                port=redis.port,
+                database=redis.database,
+                username=redis.username,
+                password=redis.password,
+                ssl=redis.ssl,
+                ssl_verify=redis.ssl_verify,
+                timeout=timeout,
+            )
+        if fallback_url:
+            return cls(url=fallback_url, timeout=timeout)
+        raise ValueError(f"{needed_by} needs config.redis.host (or a gateway started with --redis URL)")
+
 
 _Take = tuple[str, Sequence[Window], int, "asyncio.Future[Usage]"]
 

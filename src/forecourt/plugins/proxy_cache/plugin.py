@@ -166,26 +166,7 @@ class ProxyCachePlugin(Plugin[ProxyCacheConfig]):
         self._tasks: set[asyncio.Task[None]] = set()
 
     def _redis_settings(self) -> RedisSettings:
-        redis = self.config.redis
-        if redis.server_name is not None and redis.server_name != redis.host:
-            raise ValueError(
-                "config.redis.server_name: a TLS server name other than the host is not supported"
-            )
-        timeout = max(redis.timeout, 1) / 1000
-        if redis.host is not None:
-            return RedisSettings(
-                host=redis.host,
-                port=redis.port,
-                database=redis.database,
-                username=redis.username,
-                password=redis.password,
-                ssl=redis.ssl,
-                ssl_verify=redis.ssl_verify,
-                timeout=timeout,
-            )
-        if self.env.redis_url:
-            return RedisSettings(url=self.env.redis_url, timeout=timeout)
-        raise ValueError("strategy 'redis' needs config.redis.host (or a gateway started with --redis URL)")
+        return RedisSettings.from_plugin(self.config.redis, self.env.redis_url, "strategy 'redis'")
 
     # ------------------------------------------------------------------ lifecycle
     @property
