@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## Run demo services behind a demo gateway (examples/seed-routing.yaml) and print what to try.
+## Run the demo: registry, demo services, the main gateway and three BFFs; print a tour to try.
 demo: $(STAMP)
 	$(BIN)/forecourt demo
 
