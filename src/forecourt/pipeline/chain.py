@@ -156,8 +156,9 @@ class PluginChain:
                 return self._finish_async(ctx, plugins, index, result)
             if ctx.consumer is not consumer and ctx.consumer is not None:
                 consumer = ctx.consumer
-                plugins, index = self._switch_to_consumer(ctx, plugin)
-                continue
+                if self.set.consumer_scoped:
+                    plugins, index = self._switch_to_consumer(ctx, plugin)
+                    continue
             index += 1
         return None
 
@@ -179,20 +180,22 @@ class PluginChain:
             if result is not None:
                 return result
             plugin = plugins[index]
-            if ctx.consumer is not consumer and ctx.consumer is not None:
+            if ctx.consumer is not consumer and ctx.consumer is not None and self.set.consumer_scoped:
                 consumer = ctx.consumer
                 plugins, index = self._switch_to_consumer(ctx, plugin)
             else:
+                consumer = ctx.consumer
                 index += 1
             # Continue synchronously until the next handler that waits.
             while index < len(plugins):
                 plugin = plugins[index]
                 step = plugin.access(ctx)
                 if step is None:
-                    if ctx.consumer is not consumer and ctx.consumer is not None:
+                    if ctx.consumer is not consumer and ctx.consumer is not None and self.set.consumer_scoped:
                         consumer = ctx.consumer
                         plugins, index = self._switch_to_consumer(ctx, plugin)
                         continue
+                    consumer = ctx.consumer
                     index += 1
                     continue
                 if isinstance(step, Response):
