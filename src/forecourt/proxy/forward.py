@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from forecourt.upstream.retry import RetryWaiter
 
 _NO_BODY_STATUSES = frozenset({204, 304})
+# The usual upstream `Connection` values, which name no other header to drop.
+_PLAIN_CONNECTION_VALUES = frozenset({b"keep-alive", b"close"})
 _RESPONSE_SKIP: frozenset[bytes] = HOP_BY_HOP | {b"via"}
 # `Connection` tokens that name no header to drop; Content-Length frames the message, so an
 # upstream naming it there must not make the response unframed.
@@ -403,7 +405,7 @@ class Exchange:
                     chunked = True
                 elif lname == b"via":
                     via = value
-                elif lname == b"connection":
+                elif lname == b"connection" and value.lower() not in _PLAIN_CONNECTION_VALUES:
                     tokens = frozenset(t.strip().lower() for t in value.split(b","))
                 continue
             if lname == b"content-length":
