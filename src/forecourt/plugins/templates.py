@@ -157,7 +157,7 @@ def compile_template(text: str, namespaces: Iterable[str] = NAMESPACES) -> Templ
             literal.append(text[i:])
             break
         literal.append(text[i:start])
-        end = _closing_paren(text, start + 2)
+        end = closing_paren(text, start + 2)
         if end < 0:
             raise TemplateError(f"unterminated template placeholder in {text!r}")
         expression = text[start + 2 : end]
@@ -174,8 +174,9 @@ def compile_template(text: str, namespaces: Iterable[str] = NAMESPACES) -> Templ
     return Template(text, tuple(parts))
 
 
-def _closing_paren(text: str, i: int) -> int:
-    """Index of the `)` closing a placeholder whose content starts at `i`, skipping quoted text."""
+def closing_paren(text: str, i: int, quotes: str = "\"'") -> int:
+    """Index of the `)` closing a placeholder whose content starts at `i`, skipping text quoted
+    with any of `quotes` (JMESPath callers add the backtick of its literals); -1 when unclosed."""
     depth = 0
     quote = ""
     while i < len(text):
@@ -186,7 +187,7 @@ def _closing_paren(text: str, i: int) -> int:
                 continue
             if ch == quote:
                 quote = ""
-        elif ch in "\"'":
+        elif ch in quotes:
             quote = ch
         elif ch == "(":
             depth += 1

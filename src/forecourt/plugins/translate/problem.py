@@ -24,14 +24,18 @@ import orjson
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from forecourt.pipeline import PluginConfig
-from forecourt.plugins.templates import Template, TemplateError, compile_template
+from forecourt.plugins.templates import Template, TemplateError, closing_paren, compile_template
 from forecourt.plugins.translate.expressions import EvaluationError, Expression, compile_expression
 from forecourt.plugins.translate.mapping import ExpressionText
 
 if TYPE_CHECKING:
     from forecourt.plugins.templates import TemplateSource
 
+# Quotes inside `$(...)` in problem details: template strings plus JMESPath's backtick literals.
+JMESPATH_QUOTES = "\"'`"
+
 __all__ = [
+    "JMESPATH_QUOTES",
     "PROBLEM_CONTENT_TYPE",
     "ErrorMapping",
     "ErrorRule",
@@ -39,7 +43,6 @@ __all__ = [
     "ProblemText",
     "StatusPatterns",
     "StatusSet",
-    "closing_paren",
     "error_document",
     "problem_body",
     "truthy",
@@ -91,7 +94,7 @@ def _parse(text: str) -> tuple[str | Template | Expression, ...]:
             return tuple(parts)
         if start > i:
             parts.append(text[i:start])
-        end = closing_paren(text, start + 2)
+        end = closing_paren(text, start + 2, JMESPATH_QUOTES)
         if end < 0:
             raise ValueError(f"unterminated template placeholder in {text!r}")
         inner = text[start + 2 : end]
@@ -104,30 +107,6 @@ def _parse(text: str) -> tuple[str | Template | Expression, ...]:
             except TemplateError as exc:
                 raise ValueError(f"{exc} (or body.<expression>, status)") from None
         i = end + 1
-
-
-def closing_paren(text: str, i: int) -> int:
-    """Index of the `)` closing a placeholder whose content starts at `i` (quotes skipped)."""
-    depth = 0
-    quote = ""
-    while i < len(text):
-        ch = text[i]
-        if quote:
-            if ch == "\\":
-                i += 2
-                continue
-            if ch == quote:
-                quote = ""
-        elif ch in "\"'`":
-            quote = ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            if depth == 0:
-                return i
-            depth -= 1
-        i += 1
-    return -1
 
 
 def _search(expression: Expression, document: Any) -> Any:

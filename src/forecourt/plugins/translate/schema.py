@@ -25,8 +25,9 @@ from forecourt.plugins.request_transformer import (
     check_header_name,
     check_template,
 )
+from forecourt.plugins.templates import closing_paren
 from forecourt.plugins.translate.mapping import MappingSpec, TypeName, check_paths
-from forecourt.plugins.translate.problem import ErrorRule, StatusPatterns, closing_paren
+from forecourt.plugins.translate.problem import JMESPATH_QUOTES, ErrorRule, StatusPatterns
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -52,7 +53,7 @@ def split_outside_placeholders(text: str, separator: str) -> list[str]:
     start = i = 0
     while i < len(text):
         if text.startswith("$(", i):
-            end = closing_paren(text, i + 2)
+            end = closing_paren(text, i + 2, JMESPATH_QUOTES)
             i = len(text) if end < 0 else end + 1
             continue
         if text.startswith(separator, i):
