@@ -59,6 +59,9 @@ class ConnectionPool:
         conn.exchange = None
         if conn.closed:
             return
+        # The last response may have ended while a slow client had paused this connection's
+        # reading; nobody would resume it once it is idle, and the next request would hang.
+        conn.resume_reading()
         waiters = self.waiters.get(conn.key)
         while waiters:
             exchange = waiters.popleft()

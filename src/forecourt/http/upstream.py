@@ -36,6 +36,7 @@ class UpstreamConnection(asyncio.Protocol):
         "no_body",
         "parser",
         "pool",
+        "reading_paused",
         "reason",
         "requests",
         "transport",
@@ -52,6 +53,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.deadline = 0.0
         self.no_body = False
+        self.reading_paused = False
         self.head_keep_alive = True
         self.requests = 0
 
@@ -109,6 +111,17 @@ class UpstreamConnection(asyncio.Protocol):
         self.requests += 1
         assert self.transport is not None
         self.transport.write(data)
+
+    def pause_reading(self) -> None:
+        """Backpressure from a slow client: stop reading this upstream's response for now."""
+        if self.transport is not None and not self.closed and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed and self.reading_paused:
+            self.reading_paused = False
+            self.transport.resume_reading()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:

@@ -511,14 +511,12 @@ class Exchange:
             transport.write(data)
 
     def pause_upstream_reading(self) -> None:
-        conn = self.upstream
-        if conn is not None and conn.transport is not None:
-            conn.transport.pause_reading()
+        if self.upstream is not None:
+            self.upstream.pause_reading()
 
     def resume_upstream_reading(self) -> None:
-        conn = self.upstream
-        if conn is not None and conn.transport is not None and not conn.closed:
-            conn.transport.resume_reading()
+        if self.upstream is not None:
+            self.upstream.resume_reading()
 
     # ------------------------------------------------------------------ failures
     def upstream_lost(self, exc: Exception | None) -> None:
