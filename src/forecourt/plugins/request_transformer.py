@@ -18,7 +18,7 @@ Order within a request, as Kong 3.x: uri, method, headers, body, querystring.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
 
@@ -128,22 +128,35 @@ def _header_name(entry: str) -> str:
     return entry
 
 
-def _header_pair(entry: str) -> str:
-    check_pair(entry)
-    name, value = split_pair(entry)
-    check_header_name(name)
-    _settable(name)
-    check_template(value)
-    return entry
+def header_pair_validator(settable: Callable[[str], None]) -> Callable[[str], str]:
+    """`Name:value` entries: a valid header name the plugin may set, a valid template value.
+
+    Shared with response-transformer, which differs only in which names it may set.
+    """
+
+    def validate(entry: str) -> str:
+        check_pair(entry)
+        name, value = split_pair(entry)
+        check_header_name(name)
+        settable(name)
+        check_template(value)
+        return entry
+
+    return validate
 
 
-def _header_rename(entry: str) -> str:
-    check_pair(entry)
-    old, new = split_pair(entry)
-    check_header_name(old)
-    check_header_name(new)
-    _settable(new)
-    return entry
+def header_rename_validator(settable: Callable[[str], None]) -> Callable[[str], str]:
+    """`old:new` header renames: both valid names, and the new one settable by the plugin."""
+
+    def validate(entry: str) -> str:
+        check_pair(entry)
+        old, new = split_pair(entry)
+        check_header_name(old)
+        check_header_name(new)
+        settable(new)
+        return entry
+
+    return validate
 
 
 def _arg_pair(entry: str) -> str:
@@ -153,8 +166,8 @@ def _arg_pair(entry: str) -> str:
 
 
 HeaderName = Annotated[str, AfterValidator(_header_name)]
-HeaderPair = Annotated[str, AfterValidator(_header_pair)]
-HeaderRename = Annotated[str, AfterValidator(_header_rename)]
+HeaderPair = Annotated[str, AfterValidator(header_pair_validator(_settable))]
+HeaderRename = Annotated[str, AfterValidator(header_rename_validator(_settable))]
 ArgPair = Annotated[str, AfterValidator(_arg_pair)]
 
 

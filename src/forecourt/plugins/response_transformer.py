@@ -20,13 +20,15 @@ from pydantic import AfterValidator, ConfigDict, Field
 
 from forecourt.pipeline import Context, Plugin, PluginConfig, PluginEnv, PluginScope, ResponseHead
 from forecourt.plugins.request_transformer import (
+    ArgPair as JsonPair,
+)
+from forecourt.plugins.request_transformer import (
+    HeaderName,
     NameRule,
     append_value,
-    check_header_name,
-    check_pair,
-    check_template,
     compile_rules,
-    split_pair,
+    header_pair_validator,
+    header_rename_validator,
 )
 from forecourt.plugins.templates import ContextSource
 
@@ -39,43 +41,13 @@ _FRAMING = frozenset({"transfer-encoding", "connection", "content-length"})
 _BUFFER = "response-transformer.body"  # ctx.shared key: body chunks while buffering, or None
 
 
-def _header_name(entry: str) -> str:
-    check_header_name(entry)
-    return entry
-
-
 def _settable_header(name: str) -> None:
-    check_header_name(name)
     if name.lower() in _FRAMING:
         raise ValueError(f"'{name}' frames the response and cannot be set by response-transformer")
 
 
-def _header_pair(entry: str) -> str:
-    check_pair(entry)
-    name, value = split_pair(entry)
-    _settable_header(name)
-    check_template(value)
-    return entry
-
-
-def _header_rename(entry: str) -> str:
-    check_pair(entry)
-    old, new = split_pair(entry)
-    check_header_name(old)
-    _settable_header(new)
-    return entry
-
-
-def _json_pair(entry: str) -> str:
-    check_pair(entry)
-    check_template(split_pair(entry)[1])
-    return entry
-
-
-HeaderName = Annotated[str, AfterValidator(_header_name)]
-HeaderPair = Annotated[str, AfterValidator(_header_pair)]
-HeaderRename = Annotated[str, AfterValidator(_header_rename)]
-JsonPair = Annotated[str, AfterValidator(_json_pair)]
+HeaderPair = Annotated[str, AfterValidator(header_pair_validator(_settable_header))]
+HeaderRename = Annotated[str, AfterValidator(header_rename_validator(_settable_header))]
 
 
 class RemoveRules(PluginConfig):
