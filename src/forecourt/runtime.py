@@ -78,6 +78,7 @@ class GatewayRuntime:
         self.pool = ConnectionPool(loop, pool_limits)
         self.access_log = access_log or AccessLog(None)
         self.request_id_header = request_id_header
+        self.request_id_name = request_id_header.decode("latin-1")
         self.clients: set[ClientConnection] = set()
         self.servers: list[asyncio.Server] = []
         self.retries = 0

@@ -473,3 +473,102 @@ def test_connection_naming_content_length_keeps_the_response_framed(
         assert resp.header("content-length") == "2"
         assert resp.body == b"ok"
         assert client.request(get("/cl")).body == b"ok"
+
+
+def _in_pieces(*pieces: bytes, pause: float = 0.05) -> Behaviour:
+    """Answer each request with `pieces`, written separately with a pause between them."""
+
+    def behave(sock: socket.socket, received: bytes) -> bool:
+        if b"\r\n\r\n" not in received:
+            return False
+        for i, piece in enumerate(pieces):
+            if i:
+                time.sleep(pause)
+            sock.sendall(piece)
+        return True
+
+    return behave
+
+
+@pytest.mark.parametrize(
+    ("pieces", "expect"),
+    [
+        # The usual head: passed through as received, `Connection` cut out, our headers added.
+        ((b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok",), {}),
+        # Connection first, last, or absent; a head that arrives in several reads.
+        ((b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",), {}),
+        ((b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok",), {}),
+        ((b"HTTP/1.1 200 OK\r\nX-A", b": 1\r\nContent-Le", b"ngth: 2\r\n\r", b"\nok"), {}),
+        # An interim 103 is not forwarded; the final head that follows it is.
+        (
+            (
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+                b"HTTP/1.1 200 OK\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok",
+            ),
+            {},
+        ),
+        # An HTTP/1.0 answer gets an HTTP/1.1 status line, its reason phrase kept.
+        (
+            (b"HTTP/1.0 200 Fine\r\nX-A: 1\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok",),
+            {"reason": "Fine"},
+        ),
+        # The upstream's Via is extended, not replaced.
+        (
+            (b"HTTP/1.1 200 OK\r\nVia: 1.1 cache\r\nX-A: 1\r\nContent-Length: 2\r\n\r\nok",),
+            {"via": "1.1 cache, "},
+        ),
+    ],
+)
+def test_response_heads_are_forwarded_with_our_edits(
+    gateway_factory: Callable[..., GatewayProcess],
+    upstream_factory: Callable[[Behaviour], RecordingUpstream],
+    pieces: tuple[bytes, ...],
+    expect: dict[str, str],
+) -> None:
+    rec = upstream_factory(_in_pieces(*pieces))
+    gateway = gateway_factory(single_service(rec.port))
+    with WireClient(gateway.port) as client:
+        for _ in range(2):  # the second one on the same (pooled) upstream connection
+            resp = client.request(get("/head"))
+            assert resp.status == 200
+            assert resp.reason == expect.get("reason", "OK").encode()
+            assert resp.body == b"ok"
+            assert resp.header_all("x-a") == ["1"]
+            assert resp.header_all("content-length") == ["2"]
+            assert not resp.has_header("connection")
+            assert not resp.has_header("link")
+            assert resp.header_all("via") == [expect.get("via", "") + f"forecourt/{__version__}"]
+            assert re.fullmatch(r"[0-9a-f]{32}", resp.header("x-forecourt-request-id") or "")
+
+
+def test_a_close_delimited_answer_is_rechunked_for_the_client(
+    gateway_factory: Callable[..., GatewayProcess],
+    upstream_factory: Callable[[Behaviour], RecordingUpstream],
+) -> None:
+    def behave(sock: socket.socket, received: bytes) -> bool:
+        if b"\r\n\r\n" not in received:
+            return False
+        sock.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nX-A: 1\r\n\r\nto the end")
+        sock.shutdown(socket.SHUT_WR)
+        return True
+
+    rec = upstream_factory(behave)
+    gateway = gateway_factory(single_service(rec.port))
+    with WireClient(gateway.port) as client:
+        resp = client.request(get("/eof"))
+        assert resp.status == 200
+        assert resp.header("transfer-encoding") == "chunked"
+        assert resp.body == b"to the end"
+        assert not resp.has_header("connection")
+        assert client.request(get("/again")).status == 200  # the client connection stays usable
+
+
+def test_an_endless_response_head_is_502(
+    gateway_factory: Callable[..., GatewayProcess],
+    upstream_factory: Callable[[Behaviour], RecordingUpstream],
+) -> None:
+    huge = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Filler-%d: %s\r\n" % (i, b"v" * 100) for i in range(1000))
+    rec = upstream_factory(_in_pieces(huge[:40_000], huge[40_000:], pause=0.05))
+    gateway = gateway_factory(single_service(rec.port))
+    with WireClient(gateway.port) as client:
+        assert_kong_error(client.request(get("/huge")), 502)

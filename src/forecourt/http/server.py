@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from itertools import compress
+from operator import itemgetter, not_
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -25,7 +27,6 @@ import httptools
 from forecourt.http.headers import CONNECTION as _CONNECTION
 from forecourt.http.headers import CONTENT_LENGTH as _CONTENT_LENGTH
 from forecourt.http.headers import EXPECT as _EXPECT
-from forecourt.http.headers import FORWARDED as _FORWARDED
 from forecourt.http.headers import FORWARDED_FOR as _FORWARDED_FOR
 from forecourt.http.headers import HOST as _HOST
 from forecourt.http.headers import REQUEST_HEADER_KINDS, request_header_kind
@@ -45,6 +46,9 @@ _WRITE_HIGH_WATER = 256 * 1024
 _KNOWN_CONNECTION_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade", b"te"})
 
 _LINGER_SECONDS = 2.0
+_NAME = itemgetter(0)
+_KIND_OF = REQUEST_HEADER_KINDS.get  # None for a spelling not seen yet
+_HEADER_LINE = b"%s: %s\r\n".__mod__
 
 
 class RequestRejected(Exception):
@@ -63,9 +67,12 @@ class ClientConnection(asyncio.Protocol):
         "client_ip",
         "closing",
         "conn_headers",
+        "conn_headers_xff",
         "deadline",
         "exchange",
         "head_bytes",
+        "headers",
+        "ip_bytes",
         "listener",
         "parser",
         "parsing",
@@ -84,6 +91,7 @@ class ClientConnection(asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.queue: deque[Request] = deque()
         self.parsing: Request | None = None
+        self.headers: list[tuple[bytes, bytes]] = []  # the header list of the request being parsed
         self.exchange: Exchange | None = None
         self.head_bytes = 0
         self.closing = False
@@ -92,6 +100,8 @@ class ClientConnection(asyncio.Protocol):
         self.deadline = 0.0
         self.client_ip = ""
         self.conn_headers = b""
+        self.conn_headers_xff = b""
+        self.ip_bytes = b""
 
     # ------------------------------------------------------------------ connection events
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -100,6 +110,9 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if isinstance(peer, tuple) else "127.0.0.1"
         self.conn_headers = self.listener.forwarded_block(self.client_ip)
+        self.ip_bytes = self.client_ip.encode("latin-1")
+        # What a request without an X-Forwarded-For of its own sends upstream, built once.
+        self.conn_headers_xff = b"X-Forwarded-For: " + self.ip_bytes + b"\r\n" + self.conn_headers
         ssl_object = transport.get_extra_info("ssl_object")
         self.sni: str | None = ssl_object.server_hostname if ssl_object is not None else None
         self.deadline = self.runtime.loop.time() + self.runtime.limits.header_timeout
@@ -176,6 +189,7 @@ class ClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         req = Request(self.runtime.loop.time())
         self.parsing = req
+        self.headers = req.headers
         self.head_bytes = 0
 
     def on_url(self, url: bytes) -> None:
@@ -186,18 +200,18 @@ class ClientConnection(asyncio.Protocol):
             raise RequestRejected(414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        req = self.parsing
-        assert req is not None
-        headers = req.headers
-        headers.append((name, value))
-        if len(headers) > self.runtime.limits.max_header_count:
-            raise RequestRejected(431)
+        # Called for every header of every request: only collect. The count limit is checked once
+        # the head is complete (a single read bounds how many can pile up before that).
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         req = self.parsing
         assert req is not None
         runtime = self.runtime
         limits = runtime.limits
+        headers = req.headers
+        if len(headers) > limits.max_header_count:
+            raise RequestRejected(431)
         parser = self.parser
         raw_method = parser.get_method()
         req.method = _METHODS.get(raw_method) or raw_method.decode("latin-1")
@@ -207,24 +221,22 @@ class ClientConnection(asyncio.Protocol):
                 raise RequestRejected(505)
             req.version = "1.0"
         req.keep_alive = parser.should_keep_alive()
-        # One pass over the headers: find what framing and routing need, and build the block of
-        # headers forwarded as they are (everything the proxy does not drop or rebuild), so a
-        # plugin-free request never walks its headers again.
-        size = 0
+        # Classify the headers and build the block forwarded unchanged (everything the proxy does
+        # not drop or rebuild) with C-level iteration: map/compress walk the list, and only the few
+        # headers the proxy must look at are visited in Python. A plugin-free request never walks
+        # its headers again.
+        kinds = list(map(_KIND_OF, map(_NAME, headers)))
+        if None in kinds:
+            kinds = [
+                request_header_kind(n) if k is None else k for (n, _), k in zip(headers, kinds, strict=True)
+            ]
+        block = b"".join(map(_HEADER_LINE, compress(headers, map(not_, kinds))))
+        req.forwarded_block = block
+        size = len(block)
         host: bytes | None = None
-        forwarded: list[bytes] = []
-        keep = forwarded.append
-        kinds = REQUEST_HEADER_KINDS
-        for name, value in req.headers:
-            kind = kinds.get(name)
-            if kind is None:
-                kind = request_header_kind(name)
-            if kind == _FORWARDED:
-                keep(name)
-                keep(b": ")
-                keep(value)
-                keep(b"\r\n")
-                continue
+        for (name, value), kind in compress(
+            zip(headers, kinds, strict=True), kinds
+        ):  # FORWARDED is 0: skipped
             size += len(name) + len(value)
             if kind == _HOST:
                 if host is not None:
@@ -245,10 +257,6 @@ class ClientConnection(asyncio.Protocol):
                     req.conn_tokens = tokens - _KNOWN_CONNECTION_TOKENS
             elif kind == _FORWARDED_FOR:
                 req.xff = value if req.xff is None else req.xff + b", " + value
-        if forwarded:
-            block = b"".join(forwarded)
-            req.forwarded_block = block
-            size += len(block)
         if size > limits.max_header_bytes:
             raise RequestRejected(431)
         if host is None and req.version == "1.1":
@@ -258,7 +266,7 @@ class ClientConnection(asyncio.Protocol):
         req.host = host
         runtime.route(req, self)
         self.queue.append(req)
-        self.deadline = req.start + limits.body_timeout if req.has_body() else 0.0
+        self.deadline = req.start + limits.body_timeout if req.chunked or req.content_length else 0.0
 
     def on_body(self, body: bytes) -> None:
         req = self.parsing

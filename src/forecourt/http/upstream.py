@@ -2,7 +2,8 @@
 
 The protocol parses responses and hands each event straight to the `Exchange` currently using it;
 between exchanges it sits idle in the pool, and any byte arriving then means the upstream is
-confused, so the connection is dropped rather than reused.
+confused, so the connection is dropped rather than reused. The response head is handed over as the
+bytes it arrived in (see `response_head`): there is no per-header callback.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import httptools
 if TYPE_CHECKING:
     from forecourt.http.pool import ConnectionPool
     from forecourt.proxy.forward import Exchange
+
+from forecourt.http.response_head import MAX_RESPONSE_HEAD
 
 _WRITE_HIGH_WATER = 256 * 1024
 
@@ -30,14 +33,14 @@ class UpstreamConnection(asyncio.Protocol):
         "closed",
         "deadline",
         "exchange",
+        "head_data",
         "head_keep_alive",
-        "headers",
+        "in_head",
         "key",
         "no_body",
         "parser",
         "pool",
         "reading_paused",
-        "reason",
         "requests",
         "transport",
     )
@@ -48,8 +51,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.exchange: Exchange | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.reason = b""
+        self.head_data = b""  # the response head received so far (until the parser completes it)
+        self.in_head = False
         self.closed = False
         self.deadline = 0.0
         self.no_body = False
@@ -86,6 +89,12 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is None:
             self.close()
             return
+        if self.in_head:
+            head = self.head_data + data  # usually the first read: no copy
+            if len(head) > MAX_RESPONSE_HEAD and head.find(b"\r\n\r\n", 0, MAX_RESPONSE_HEAD) < 0:
+                exchange.upstream_garbage()
+                return
+            self.head_data = head
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -106,8 +115,8 @@ class UpstreamConnection(asyncio.Protocol):
         """Start one request/response cycle on this connection."""
         self.exchange = exchange
         self.no_body = head_request
-        self.headers = []
-        self.reason = b""
+        self.head_data = b""
+        self.in_head = True
         self.requests += 1
         assert self.transport is not None
         self.transport.write(data)
@@ -154,24 +163,21 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.upstream_timeout()
 
     # ------------------------------------------------------------------ parser callbacks
-    def on_status(self, reason: bytes) -> None:
-        self.reason += reason
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
     def on_headers_complete(self) -> None:
         exchange = self.exchange
         assert exchange is not None
         parser = self.parser
+        data = self.head_data
+        end = data.find(b"\r\n\r\n") + 4  # llhttp insists on CRLFs: this is the head's end
         status = parser.get_status_code()
         if status < 200 and status != 101:
-            # Interim response (100/103): not forwarded; wait for the final one.
-            self.headers = []
-            self.reason = b""
+            # Interim response (100/103): not forwarded; the final head follows it.
+            self.head_data = data[end:]
             return
+        self.in_head = False
+        self.head_data = b""
         keep_alive = parser.should_keep_alive()
-        exchange.response_head(status, self.reason, self.headers, keep_alive)
+        exchange.response_head(status, data[:end], keep_alive)
         if self.no_body:
             self.head_keep_alive = keep_alive
             raise _HeadResponseDone

@@ -70,10 +70,12 @@ class AccessLog:
             "tries": ex.attempts,
             "bytes_in": req.body_bytes,
             "bytes_out": ex.response_bytes,
+            # Milliseconds to the microsecond, without round(): it goes through CPython's dtoa,
+            # which costs as much as the rest of the record (orjson writes floats itself).
             "latencies": {
-                "request": round((end - req.start) * 1000, 3),
-                "upstream": round((ex.t_first_byte - ex.t_sent) * 1000, 3) if ex.t_first_byte else None,
-                "proxy": round((ex.t_sent - req.start) * 1000, 3) if ex.t_sent else None,
+                "request": int((end - req.start) * 1e6) / 1000,
+                "upstream": int((ex.t_first_byte - ex.t_sent) * 1e6) / 1000 if ex.t_first_byte else None,
+                "proxy": int((ex.t_sent - req.start) * 1e6) / 1000 if ex.t_sent else None,
             },
         }
         if self.gateway:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 from forecourt.http.headers import IDEMPOTENT_METHODS
+from forecourt.http.response_head import header_pairs
 from forecourt.upstream.health import Outcome
 
 if TYPE_CHECKING:
@@ -294,13 +295,12 @@ class BackendCall:
             service.breakers.record_status(endpoint, status)
 
     # ------------------------------------------------------------------ the answer
-    def response_head(
-        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], upstream_keep_alive: bool
-    ) -> None:
+    def response_head(self, status: int, head: bytes, upstream_keep_alive: bool) -> None:
         now = self.runtime.loop.time()
         self.t_first_byte = now
         self.status = status
-        self.response_headers = list(headers)
+        headers = header_pairs(head)
+        self.response_headers = headers
         self.response_started = True
         self._note_status(status)
         self.delimited = any(n.lower() in (b"content-length", b"transfer-encoding") for n, _ in headers)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import ssl
 from typing import TYPE_CHECKING
 
@@ -31,6 +32,7 @@ from forecourt.http.headers import (
     REQUEST_HEADER_KINDS,
     request_header_kind,
 )
+from forecourt.http.response_head import header_pairs, reason_phrase
 from forecourt.http.status import SERVER_HEADER, VIA_VALUE, error_response, status_line
 from forecourt.upstream.health import Outcome
 
@@ -52,6 +54,16 @@ _RESPONSE_SKIP: frozenset[bytes] = HOP_BY_HOP | {b"via"}
 # upstream naming it there must not make the response unframed.
 _NOT_DROPPABLE = frozenset({b"close", b"keep-alive", b"content-length"})
 _VIA_REQUEST = b"Via: " + VIA_VALUE + b"\r\n"
+_VIA_TEXT = VIA_VALUE.decode()
+_VIA_RESPONSE = f"Via: {_VIA_TEXT}\r\n"
+_END = "\r\n"
+_END_CLOSE = "Connection: close\r\n\r\n"
+_END_KEEP_ALIVE_10 = "Connection: keep-alive\r\n\r\n"
+# Response headers (in a lowercased head) the proxy must look at: hop-by-hop ones and `Via`, which
+# it drops or rewrites, and `Content-Length`, which decides the framing towards the client.
+_RESPONSE_HEADERS_OF_NOTE = re.compile(
+    b"\r\n(" + b"|".join(re.escape(n) for n in sorted(HOP_BY_HOP | {b"via", b"content-length"})) + b"):"
+)
 NO_PEER_MESSAGE = "failure to get a peer from the ring-balancer"
 BREAKER_OPEN_MESSAGE = "The upstream server is currently unavailable (circuit breaker open)"
 
@@ -266,57 +278,67 @@ class Exchange:
         """The upstream request head, without the final blank line and body framing."""
         req = self.req
         route = self.route
-        service = self.service
         match = req.match
         assert match is not None
-        build_path = route.upstream_path
         ctx = self.ctx
         if ctx is not None and ctx.upstream_path is not None:
             path = ctx.upstream_path
         else:
+            build_path = route.upstream_path
             path = build_path(req.path, match) if build_path is not None else req.path
-        parts = [req.method.encode(), b" ", path.encode(), req.query, b" HTTP/1.1\r\n"]
-        append = parts.append
-        xff: bytes | None = None
-        tokens = req.conn_tokens
-        if ctx is None and tokens is None:
+        if ctx is None and req.conn_tokens is None:
             # The server already filtered and serialised the headers (no plugin changed them).
-            append(req.forwarded_block)
+            block = req.forwarded_block
             xff = req.xff
         else:
-            kinds = REQUEST_HEADER_KINDS
-            extend = parts.extend
-            for name, value in req.headers:
-                kind = kinds.get(name)
-                if kind is None:
-                    kind = request_header_kind(name)
-                if kind != FORWARDED:
-                    if kind == FORWARDED_FOR:
-                        xff = value if xff is None else xff + b", " + value
-                    continue
-                if tokens is not None and name.lower() in tokens:
-                    continue
-                extend((name, b": ", value, b"\r\n"))
-        if route.preserve_host and req.host is not None:
-            append(b"Host: " + req.host + b"\r\n")
+            block, xff = self._filtered_headers()
+        client = self.client
+        if xff:
+            forwarding = b"X-Forwarded-For: " + xff + b", " + client.ip_bytes + b"\r\n" + client.conn_headers
+        else:
+            forwarding = client.conn_headers_xff
+        host = req.host
+        if route.preserve_host and host is not None:
+            host_line = b"Host: " + host + b"\r\n"
         else:
             assert self.endpoint is not None
-            append(service.host_header(self.endpoint))
-        client = self.client
-        ip = client.client_ip.encode()
-        append(b"X-Forwarded-For: " + (xff + b", " + ip if xff else ip) + b"\r\n")
-        append(client.conn_headers)
-        if req.host is not None:
-            host = req.host
-            colon = host.rfind(b":")
-            if colon > 0 and host[colon - 1 : colon] != b"]" and b"]" not in host[colon:]:
-                host = host[:colon]
-            append(b"X-Forwarded-Host: " + host + b"\r\n")
-        append(b"X-Forwarded-Path: " + req.raw_path.encode() + b"\r\n")
-        if route.strip_path and match.strip_len > 1:
-            append(b"X-Forwarded-Prefix: " + match.matched_path.encode() + b"\r\n")
-        append(_VIA_REQUEST)
-        return b"".join(parts)
+            host_line = self.service.host_header(self.endpoint)
+        return b"%s %s%s HTTP/1.1\r\n%s%s%s%sX-Forwarded-Path: %s\r\n%s" % (
+            req.method.encode(),
+            path.encode(),
+            req.query,
+            block,
+            host_line,
+            forwarding,
+            b"" if host is None else _forwarded_host_line(host),
+            req.raw_path.encode(),
+            _VIA_REQUEST
+            if not route.strip_path or match.strip_len <= 1
+            # Kong's X-Forwarded-Prefix: the part of the path the route stripped.
+            else b"X-Forwarded-Prefix: " + match.matched_path.encode() + b"\r\n" + _VIA_REQUEST,
+        )
+
+    def _filtered_headers(self) -> tuple[bytes, bytes | None]:
+        """The request headers to forward, walked again: a plugin may have changed them, or the
+        client's `Connection` header names headers to drop. Also the client's X-Forwarded-For."""
+        req = self.req
+        tokens = req.conn_tokens
+        kinds = REQUEST_HEADER_KINDS
+        parts: list[bytes] = []
+        extend = parts.extend
+        xff: bytes | None = None
+        for name, value in req.headers:
+            kind = kinds.get(name)
+            if kind is None:
+                kind = request_header_kind(name)
+            if kind != FORWARDED:
+                if kind == FORWARDED_FOR:
+                    xff = value if xff is None else xff + b", " + value
+                continue
+            if tokens is not None and name.lower() in tokens:
+                continue
+            extend((name, b": ", value, b"\r\n"))
+        return b"".join(parts), xff
 
     def send_body(self, chunk: bytes) -> None:
         """A body chunk arrived from the client while streaming."""
@@ -350,9 +372,8 @@ class Exchange:
             self.fail(400, None)
 
     # ------------------------------------------------------------------ the response
-    def response_head(
-        self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]], upstream_keep_alive: bool
-    ) -> None:
+    def response_head(self, status: int, head: bytes, upstream_keep_alive: bool) -> None:
+        """The upstream's head arrived (`head`: its wire bytes, status line to blank line)."""
         service = self.service
         if service.health is not None or service.breakers is not None:
             self.note_status(status)
@@ -367,8 +388,10 @@ class Exchange:
             conn.deadline = now + self.service.read_timeout
         ctx = self.ctx
         if ctx is not None and (ctx.chain.response or ctx.chain.body):
-            upstream_headers = headers
-            headers, status, reason = self._run_response_phase(ctx, status, reason, headers)
+            upstream_headers = header_pairs(head)
+            headers, status, reason = self._run_response_phase(
+                ctx, status, reason_phrase(head), upstream_headers
+            )
             if ctx.response_head is not None and ctx.response_head.hold:
                 self.head_held = True  # written once the body filters produce bytes (release_head)
                 # write_head learns the framing only then: a body with neither a length nor
@@ -376,7 +399,60 @@ class Exchange:
                 framing = (b"content-length", b"transfer-encoding")
                 self.close_delimited = not any(n.lower() in framing for n, _ in upstream_headers)
                 return
-        self.write_head(status, reason, headers)
+            self.write_head(status, reason, headers)
+            return
+        self.write_wire_head(status, head)
+
+    def write_wire_head(self, status: int, head: bytes) -> None:
+        """Forward the upstream's head as the bytes it came in, with our edits spliced in.
+
+        One regex pass over the lowercased head finds every header the proxy must look at. Only a
+        plain `Connection: keep-alive|close` is cut out here (and `Content-Length` noted); a head
+        with any other header the proxy drops or rewrites goes through `write_head`.
+        """
+        lowered = head.lower()
+        has_length = False
+        cut_from = cut_to = 0
+        for found in _RESPONSE_HEADERS_OF_NOTE.finditer(lowered):
+            name = found.group(1)
+            if name == b"content-length":
+                has_length = True
+            elif name == b"connection" and not cut_to:
+                cut_from = found.start() + 2
+                cut_to = lowered.find(b"\r\n", cut_from) + 2
+                if lowered[found.end() : cut_to - 2].strip(b" \t") not in _PLAIN_CONNECTION_VALUES:
+                    break
+            else:
+                break
+        else:
+            self._splice_head(status, head, has_length, cut_from, cut_to)
+            return
+        self.write_head(status, reason_phrase(head), header_pairs(head))
+
+    def _splice_head(self, status: int, head: bytes, has_length: bool, cut_from: int, cut_to: int) -> None:
+        out = self.out
+        start = head.find(b"\r\n") + 2
+        end = len(head) - 2  # keep the last header's CRLF, not the blank line
+        if head.startswith(b"HTTP/1.1 "):
+            start = 0
+        else:
+            out.append(status_line(status, reason_phrase(head)))
+        if cut_to:
+            out.append(head[start:cut_from])
+            start = cut_to
+        if start < end:
+            out.append(head[start:end])
+        req = self.req
+        keep_alive = self.client_keep_alive and not self.client.closing
+        if not has_length and not (req.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200):
+            if req.version == "1.1":
+                self.rechunk = True
+                out.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                keep_alive = False
+            self.close_delimited = True
+        self.client_keep_alive = keep_alive
+        self.write_own_headers(keep_alive, None)
 
     def release_head(self) -> None:
         """Write the head a response-phase plugin held (`ResponseHead.hold`), as it is now."""
@@ -387,7 +463,7 @@ class Exchange:
         self.write_head(head.status, head.reason if head.status == self.status else b"", head.headers)
 
     def write_head(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
-        now = self.t_first_byte
+        """Write a head given as pairs (after response-phase plugins, or an unusual upstream head)."""
         req = self.req
         ctx = self.ctx
         out = self.out
@@ -429,18 +505,21 @@ class Exchange:
                 keep_alive = False
             self.close_delimited = not chunked
         self.client_keep_alive = keep_alive
-        runtime = self.runtime
-        append = out.append
-        append(b"Via: " + (via + b", " + VIA_VALUE if via else VIA_VALUE) + b"\r\n")
-        append(b"X-Forecourt-Upstream-Latency: %d\r\n" % int((now - self.t_sent) * 1000))
-        append(b"X-Forecourt-Proxy-Latency: %d\r\n" % int((self.t_sent - req.start) * 1000))
-        append(runtime.request_id_header + b": " + req.request_id.encode() + b"\r\n")
-        if not keep_alive:
-            append(b"Connection: close\r\n\r\n")
-        elif req.version == "1.0":
-            append(b"Connection: keep-alive\r\n\r\n")
-        else:
-            append(b"\r\n")
+        self.write_own_headers(keep_alive, via)
+
+    def write_own_headers(self, keep_alive: bool, via: bytes | None) -> None:
+        """The headers the gateway adds to every proxied response, and the blank line."""
+        req = self.req
+        t_sent = self.t_sent
+        self.out.append(
+            (
+                f"{_VIA_RESPONSE if via is None else 'Via: ' + via.decode('latin-1') + ', ' + _VIA_TEXT + _END}"
+                f"X-Forecourt-Upstream-Latency: {int((self.t_first_byte - t_sent) * 1000)}\r\n"
+                f"X-Forecourt-Proxy-Latency: {int((t_sent - req.start) * 1000)}\r\n"
+                f"{self.runtime.request_id_name}: {req.request_id}\r\n"
+                f"{_END_CLOSE if not keep_alive else _END_KEEP_ALIVE_10 if req.version == '1.0' else _END}"
+            ).encode("latin-1")
+        )
 
     def _run_response_phase(
         self, ctx: Context, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
@@ -791,6 +870,23 @@ class Exchange:
                 plugin.log(ctx)
         if notify_client:
             self.client.exchange_done(keep_alive)
+
+
+_FORWARDED_HOST_LINES: dict[bytes, bytes] = {}
+
+
+def _forwarded_host_line(host: bytes) -> bytes:
+    """`X-Forwarded-Host: <host without port>` for a Host header value, remembered (bounded)."""
+    line = _FORWARDED_HOST_LINES.get(host)
+    if line is None:
+        name = host
+        colon = host.rfind(b":")
+        if colon > 0 and host[colon - 1 : colon] != b"]" and b"]" not in host[colon:]:
+            name = host[:colon]
+        line = b"X-Forwarded-Host: " + name + b"\r\n"
+        if len(_FORWARDED_HOST_LINES) < 4096:
+            _FORWARDED_HOST_LINES[host] = line
+    return line
 
 
 def _without_named(lines: list[bytes], names: frozenset[bytes]) -> list[bytes]:
