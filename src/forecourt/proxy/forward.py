@@ -511,9 +511,10 @@ class Exchange:
         """The headers the gateway adds to every proxied response, and the blank line."""
         req = self.req
         t_sent = self.t_sent
+        via_line = _VIA_RESPONSE if via is None else f"Via: {via.decode('latin-1')}, {_VIA_TEXT}\r\n"
         self.out.append(
             (
-                f"{_VIA_RESPONSE if via is None else 'Via: ' + via.decode('latin-1') + ', ' + _VIA_TEXT + _END}"
+                f"{via_line}"
                 f"X-Forecourt-Upstream-Latency: {int((self.t_first_byte - t_sent) * 1000)}\r\n"
                 f"X-Forecourt-Proxy-Latency: {int((t_sent - req.start) * 1000)}\r\n"
                 f"{self.runtime.request_id_name}: {req.request_id}\r\n"
