@@ -84,6 +84,7 @@ class PluginChain:
 
     __slots__ = (
         "_by_consumer",
+        "_switches",
         "access",
         "body",
         "consumer",
@@ -113,6 +114,9 @@ class PluginChain:
         self.body = tuple(p for p in plugins if type(p).overrides("body"))
         self.log = tuple(p for p in plugins if type(p).overrides("log"))
         self._by_consumer: dict[str, PluginChain] = {}
+        # Only a consumer-less chain of a config with consumer-scoped plugins can switch chains
+        # mid-phase; every other chain runs its access handlers in a plain loop.
+        self._switches = plugin_set.consumer_scoped and consumer is None
 
     def for_consumer(self, consumer: Consumer) -> PluginChain:
         """This route's chain once `consumer` is known (self when nothing is consumer-scoped)."""
@@ -140,7 +144,16 @@ class PluginChain:
         Returns a plain value when no handler waited; otherwise an awaitable that finishes the
         phase (the caller turns that one into a task).
         """
-        return self._run_from(ctx, self.access, 0)
+        if self._switches:
+            return self._run_from(ctx, self.access, 0)
+        plugins = self.access
+        for plugin in plugins:
+            result = plugin.access(ctx)
+            if result is not None:
+                if isinstance(result, Response):
+                    return result
+                return self._finish_async(ctx, plugins, plugins.index(plugin), result)
+        return None
 
     def _run_from(
         self, ctx: Context, plugins: tuple[AnyPlugin, ...], start: int

@@ -20,6 +20,7 @@ ANONYMOUS = b"X-Anonymous-Consumer"
 
 _ALL = (CONSUMER_ID, CONSUMER_CUSTOM_ID, CONSUMER_USERNAME, CREDENTIAL_IDENTIFIER, ANONYMOUS)
 _MANAGED = frozenset(name.lower() for name in _ALL)
+_MANAGED_LENGTHS = frozenset(len(name) for name in _ALL)
 _ANONYMOUS_PAIR = (ANONYMOUS, b"true")
 
 HeaderPairs = tuple[tuple[bytes, bytes], ...]
@@ -37,13 +38,32 @@ def consumer_headers(consumer: Consumer, identifier: str | None) -> HeaderPairs:
     return tuple(pairs)
 
 
+CONSUMER_HEADER_NAMES = _MANAGED
+"""The lowercased names `authenticate` replaces, for callers that walk the headers anyway."""
+CONSUMER_HEADER_LENGTHS = _MANAGED_LENGTHS
+
+
 def authenticate(
-    ctx: Context, consumer: Consumer, credential: Credential | None, headers: HeaderPairs
+    ctx: Context,
+    consumer: Consumer,
+    credential: Credential | None,
+    headers: HeaderPairs,
+    *,
+    spoofed: bool = True,
 ) -> None:
-    """Set `ctx.consumer`/`ctx.credential` and replace the consumer headers with `headers`."""
+    """Set `ctx.consumer`/`ctx.credential` and replace the consumer headers with `headers`.
+
+    `spoofed=False` is the caller's word that no request header is a consumer header (it already
+    walked them, see `CONSUMER_HEADER_NAMES`), which saves a second pass.
+    """
     ctx.consumer = consumer
     ctx.credential = credential
     req = ctx.req
-    kept = [pair for pair in req.headers if pair[0].lower() not in _MANAGED]
-    kept.extend(headers)
-    req.headers = kept
+    current = req.headers
+    if spoofed:
+        # Clients almost never send these names: look first (by length, then name), copy only if so.
+        for name, _ in current:
+            if len(name) in _MANAGED_LENGTHS and name.lower() in _MANAGED:
+                current = req.headers = [pair for pair in current if pair[0].lower() not in _MANAGED]
+                break
+    current.extend(headers)

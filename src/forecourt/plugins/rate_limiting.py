@@ -63,6 +63,7 @@ REJECTED_KEY = "rate_limited"
 """`ctx.shared` flag set on the requests this plugin refuses (the `prometheus` plugin counts them)."""
 
 _ERROR_LOG_INTERVAL = 5.0
+_KEYS_CACHED = 4096
 
 
 # ---------------------------------------------------------------------- config
@@ -261,8 +262,11 @@ class RateLimitingPlugin(Plugin[RateLimitingConfig]):
             + [b"ratelimit-limit", b"ratelimit-remaining", b"ratelimit-reset"]
         )
         self._hide_headers = config.hide_client_headers
+        self._integral = all(type(limit) is int for limit in self._limits)
         self._second = -1
         self._windows: tuple[Window, ...] = ()
+        self._resets: tuple[int, ...] = ()
+        self._reset_headers: tuple[tuple[bytes, bytes], ...] = ()
         self._key_prefix = "|".join(
             [env.gateway, scope.route or "", scope.service or "", scope.consumer or "", ""]
         )
@@ -308,97 +312,145 @@ class RateLimitingPlugin(Plugin[RateLimitingConfig]):
         return self._client_address.resolve(peer, ctx.header_values(b"x-forwarded-for"))
 
     def _identifier_function(self) -> Callable[[Context], str]:
+        """The function giving a request's counter key (this instance's prefix and identifier)."""
         limit_by = self.config.limit_by
         ip = self.client_ip
+        prefix = self._key_prefix
+        by_ip = prefix + "ip:"
         if limit_by == "ip":
-            return lambda ctx: "ip:" + ip(ctx)
+            return lambda ctx: by_ip + ip(ctx)
         if limit_by == "consumer":
+            by_consumer = prefix + "consumer:"
+            by_credential = prefix + "credential:"
+            keys: dict[str, str] = {}
 
             def consumer(ctx: Context) -> str:
                 if ctx.consumer is not None:
-                    return "consumer:" + ctx.consumer.id
+                    # One key object per consumer: its hash is computed once, not per request.
+                    consumer_id = ctx.consumer.id
+                    key = keys.get(consumer_id)
+                    if key is None:
+                        if len(keys) >= _KEYS_CACHED:
+                            keys.clear()
+                        key = keys[consumer_id] = by_consumer + consumer_id
+                    return key
                 if ctx.credential is not None:
-                    return "credential:" + ctx.credential.id
-                return "ip:" + ip(ctx)
+                    return by_credential + ctx.credential.id
+                return by_ip + ip(ctx)
 
             return consumer
         if limit_by == "credential":
+            by_credential = prefix + "credential:"
 
             def credential(ctx: Context) -> str:
                 if ctx.credential is not None:
-                    return "credential:" + ctx.credential.id
-                return "ip:" + ip(ctx)
+                    return by_credential + ctx.credential.id
+                return by_ip + ip(ctx)
 
             return credential
         if limit_by == "service":
+            by_service = prefix + "service:"
 
             def service(ctx: Context) -> str:
                 plan = ctx.route.service
-                return "service:" + plan.name if plan is not None else "ip:" + ip(ctx)
+                return by_service + plan.name if plan is not None else by_ip + ip(ctx)
 
             return service
         if limit_by == "header":
             header = (self.config.header_name or "").encode("latin-1")
+            by_header = prefix + "header:"
 
-            def by_header(ctx: Context) -> str:
+            def by_header_value(ctx: Context) -> str:
                 value = ctx.header(header)
-                return "header:" + value.decode("latin-1") if value is not None else "ip:" + ip(ctx)
+                return by_header + value.decode("latin-1") if value is not None else by_ip + ip(ctx)
 
-            return by_header
+            return by_header_value
         wanted = self.config.path
+        by_path = prefix + "path:"
 
-        def by_path(ctx: Context) -> str:
-            return "path:" + ctx.req.path if ctx.req.path == wanted else "ip:" + ip(ctx)
+        def path(ctx: Context) -> str:
+            return by_path + ctx.req.path if ctx.req.path == wanted else by_ip + ip(ctx)
 
-        return by_path
+        return path
 
     # ------------------------------------------------------------------ access
     def windows(self, now: int) -> tuple[Window, ...]:
         """The current window of every configured period (rebuilt once a second)."""
         if now != self._second:
-            bounds = [window_bounds(p, now) for p in self._periods]
-            self._windows = tuple(
-                Window(p, start, end, capacity)
-                for p, (start, end), capacity in zip(self._periods, bounds, self._capacities, strict=True)
-            )
-            self._second = now
+            self._refresh(now)
         return self._windows
+
+    def _refresh(self, now: int) -> None:
+        """Windows, seconds to their ends and `RateLimit-Reset` headers, for the second `now`."""
+        bounds = [window_bounds(p, now) for p in self._periods]
+        self._windows = tuple(
+            Window(p, start, end, capacity)
+            for p, (start, end), capacity in zip(self._periods, bounds, self._capacities, strict=True)
+        )
+        self._resets = tuple(max(end - now, 1) for _, end in bounds)
+        self._reset_headers = tuple((b"RateLimit-Reset", b"%d" % reset) for reset in self._resets)
+        self._second = now
 
     def access(self, ctx: Context) -> Response | Awaitable[Response | None] | None:
         now = int(time.time())
-        windows = self.windows(now)
-        key = self._key_prefix + self._identify(ctx)
+        if now != self._second:
+            self._refresh(now)
+        windows = self._windows
+        key = self._identify(ctx)
         store = self._store or self._open_store()
         try:
             result = store.take(key, windows)
         except (StoreError, OSError) as exc:
             return self._store_failed(exc)
         if isinstance(result, Usage):
-            return self._decide(ctx, result, windows, now)
-        return self._decide_later(ctx, result, windows, now)
+            return self._decide(ctx, result, self._resets, self._reset_headers)
+        return self._decide_later(ctx, result, self._resets, self._reset_headers)
 
     async def _decide_later(
-        self, ctx: Context, pending: Awaitable[Usage], windows: tuple[Window, ...], now: int
+        self,
+        ctx: Context,
+        pending: Awaitable[Usage],
+        resets: tuple[int, ...],
+        reset_headers: tuple[tuple[bytes, bytes], ...],
     ) -> Response | None:
         try:
             usage = await pending
         except (StoreError, OSError) as exc:
             return self._store_failed(exc)
-        return self._decide(ctx, usage, windows, now)
+        return self._decide(ctx, usage, resets, reset_headers)
 
-    def _decide(self, ctx: Context, usage: Usage, windows: tuple[Window, ...], now: int) -> Response | None:
-        counts = usage.counts
+    def _decide(
+        self,
+        ctx: Context,
+        usage: Usage,
+        resets: tuple[int, ...],
+        reset_headers: tuple[tuple[bytes, bytes], ...],
+    ) -> Response | None:
+        """Record the response headers for `usage`; refuse when it was not counted.
+
+        `resets` and `reset_headers` belong to the second the windows were taken in.
+        """
+        allowed, counts = usage
         limits = self._limits
-        # The window the RateLimit-* headers describe: fewest left, the longer one on a tie.
         if len(counts) == 1:
             chosen = 0
-            fewest = limits[0] - counts[0]
-            fewest = max(fewest, 0)
-            remaining: list[float] = [fewest]
+            left = limits[0] - counts[0]
+            fewest = left if left > 0 else 0
+            if not self._hide_headers:
+                text = b"%d" % fewest if self._integral else _number(fewest)
+                limit_header = self._limit_headers[0]
+                ctx.shared[SHARED_KEY] = (
+                    limit_header,
+                    (self._remaining_names[0], text),
+                    (b"RateLimit-Limit", limit_header[1]),
+                    (b"RateLimit-Remaining", text),
+                    reset_headers[0],
+                )
         else:
+            # The window the RateLimit-* headers describe: fewest left, the longer one on a tie.
             chosen = 0
             fewest = math.inf
-            remaining = []
+            remaining: list[float] = []
             for index, count in enumerate(counts):
                 left = limits[index] - count
                 left = max(left, 0)
@@ -406,23 +458,23 @@ class RateLimitingPlugin(Plugin[RateLimitingConfig]):
                 if left <= fewest:
                     fewest = left
                     chosen = index
-        reset = windows[chosen].end - now
-        reset = max(reset, 1)
-        if not self._hide_headers:
-            headers: list[tuple[bytes, bytes]] = []
-            names = self._remaining_names
-            for index, limit_header in enumerate(self._limit_headers):
-                headers.append(limit_header)
-                headers.append((names[index], _number(remaining[index])))
-            headers.append((b"RateLimit-Limit", self._limit_headers[chosen][1]))
-            headers.append((b"RateLimit-Remaining", _number(fewest)))
-            headers.append((b"RateLimit-Reset", b"%d" % reset))
-            ctx.shared[SHARED_KEY] = headers
-        if usage.allowed:
+            if not self._hide_headers:
+                headers: list[tuple[bytes, bytes]] = []
+                names = self._remaining_names
+                for index, limit_header in enumerate(self._limit_headers):
+                    headers.append(limit_header)
+                    headers.append((names[index], _number(remaining[index])))
+                headers.append((b"RateLimit-Limit", self._limit_headers[chosen][1]))
+                headers.append((b"RateLimit-Remaining", _number(fewest)))
+                headers.append(reset_headers[chosen])
+                ctx.shared[SHARED_KEY] = headers
+        if allowed:
             return None
         ctx.shared[REJECTED_KEY] = True
         return Response.error(
-            self.config.error_code, self.config.error_message, headers=[(b"Retry-After", b"%d" % reset)]
+            self.config.error_code,
+            self.config.error_message,
+            headers=[(b"Retry-After", b"%d" % resets[chosen])],
         )
 
     def _store_failed(self, exc: Exception) -> Response | None:

@@ -29,7 +29,13 @@ import orjson
 
 from forecourt.config.credentials import JWT_ALGORITHMS
 from forecourt.pipeline import Consumer, Context, Credential, Plugin, PluginEnv, PluginScope, Response
-from forecourt.plugins._consumer_headers import HeaderPairs, authenticate, consumer_headers
+from forecourt.plugins._consumer_headers import (
+    CONSUMER_HEADER_LENGTHS,
+    CONSUMER_HEADER_NAMES,
+    HeaderPairs,
+    authenticate,
+    consumer_headers,
+)
 from forecourt.plugins.jwt.config import JwtConfig
 from forecourt.plugins.jwt.jwks import REGISTRY, JwksSource
 from forecourt.plugins.jwt.keys import (
@@ -112,6 +118,14 @@ class JwtPlugin(Plugin[JwtConfig]):
         self._cookies = frozenset(config.cookie_names)
         self._headers = frozenset(name.lower().encode() for name in config.header_names)
         self._header_lengths = frozenset(len(name) for name in self._headers)
+        # The usual config (one header name, no cookies): only the first such header can hold a
+        # token besides the query, and the same pass tells `authenticate` whether it must strip
+        # client-sent consumer headers.
+        self._single_header = (
+            next(iter(self._headers)) if len(self._headers) == 1 and not self._cookies else None
+        )
+        self._scan_lengths = CONSUMER_HEADER_LENGTHS | self._header_lengths
+        self._skip_preflight = not config.run_on_preflight
         self._claims = config.claims_to_verify
         self._audiences = frozenset(config.audiences)
         groups_claim = config.authenticated_groups_claim
@@ -158,18 +172,27 @@ class JwtPlugin(Plugin[JwtConfig]):
     # ------------------------------------------------------------------ access
     def access(self, ctx: Context) -> Response | Awaitable[Response | None] | None:
         req = ctx.req
-        if req.method == "OPTIONS" and not self.config.run_on_preflight:
+        if req.method == "OPTIONS" and self._skip_preflight:
             return None
-        if self._anonymous is not None and ctx.credential is not None:
+        anonymous = self._anonymous
+        if anonymous is not None and ctx.credential is not None:
             return None  # another auth plugin already authenticated: Kong's logical OR
-        token = self._find_token(ctx)
+        wanted = self._single_header
+        token: object
+        if wanted is not None and not (req.query and self._params):
+            token, spoofed = self._header_token(req.headers, wanted, self._scan_lengths)
+        else:
+            token, spoofed = self._find_token(ctx), True
         if type(token) is str:
             hit = self._verified.get(token)
             if hit is not None and hit.valid_until > time.time():
-                self._accept(ctx, token, hit)
+                self._accept(ctx, token, hit, spoofed)
                 return None
             refused = self._refused.get(token)
             if refused is not None:
+                if anonymous is not None:
+                    authenticate(ctx, anonymous[0], None, anonymous[1], spoofed=spoofed)
+                    return None
                 return self._finish(ctx, token, refused)
             outcome = self._check(token, allow_fetch=True)
             if isinstance(outcome, _Failure) and outcome.final:
@@ -210,9 +233,9 @@ class JwtPlugin(Plugin[JwtConfig]):
             return Response.json(401, outcome.errors, extra)
         return Response.error(401, outcome.message or "Unauthorized", extra)
 
-    def _accept(self, ctx: Context, token: str, verified: _Verified) -> None:
+    def _accept(self, ctx: Context, token: str, verified: _Verified, spoofed: bool = True) -> None:
         secret = verified.secret
-        authenticate(ctx, secret.credential.consumer, secret.credential, secret.headers)
+        authenticate(ctx, secret.credential.consumer, secret.credential, secret.headers, spoofed=spoofed)
         ctx.jwt_claims = verified.claims
         ctx.shared["authenticated_jwt_token"] = token
         if verified.groups is not None:
@@ -225,6 +248,27 @@ class JwtPlugin(Plugin[JwtConfig]):
         cache[token] = verified
 
     # ------------------------------------------------------------------ finding the token
+    @staticmethod
+    def _header_token(
+        headers: list[tuple[bytes, bytes]], wanted: bytes, lengths: frozenset[int]
+    ) -> tuple[str | None, bool]:
+        """The token of the first `wanted` header (Kong reads the first of repeated headers), and
+        whether the client sent a consumer header: one pass serves both.
+
+        `lengths` holds the lengths of `wanted` and of the consumer headers' names.
+        """
+        token: str | None = None
+        found = spoofed = False
+        for name, value in headers:
+            if len(name) in lengths:
+                lowered = name.lower()
+                if lowered == wanted and not found:
+                    token = _bearer_token(value)
+                    found = True
+                if lowered in CONSUMER_HEADER_NAMES:
+                    spoofed = True
+        return token, spoofed
+
     def _find_token(self, ctx: Context) -> object:
         """The request's one token, None when there is none, `_MULTIPLE` for different ones."""
         found: str | None = None
@@ -246,14 +290,9 @@ class JwtPlugin(Plugin[JwtConfig]):
                     elif lowered in seen:
                         continue  # Kong reads the first of repeated headers
                     seen.add(lowered)
-                    if value[:7].lower() == b"bearer ":  # the common shape, without a regex
-                        bare = value[7:].strip()
-                        if bare:
-                            tokens.append(bare.decode("latin-1"))
-                        continue
-                    match = _BEARER.search(value.decode("latin-1"))
-                    if match is not None:
-                        tokens.append(match.group(1).strip())
+                    bearer = _bearer_token(value)
+                    if bearer is not None:
+                        tokens.append(bearer)
             if self._cookies and len(name) == 6 and name.lower() == b"cookie":
                 for part in value.decode("latin-1").split(";"):
                     cookie, _, cookie_value = part.strip().partition("=")
@@ -374,6 +413,15 @@ class JwtPlugin(Plugin[JwtConfig]):
         if isinstance(value, list):
             return tuple(v for v in value if isinstance(v, str))
         return None
+
+
+def _bearer_token(value: bytes) -> str | None:
+    """The token of an `Authorization`-style header value, None when it holds none."""
+    if value[:7].lower() == b"bearer ":  # the common shape, without a regex
+        bare = value[7:].strip()
+        return bare.decode("latin-1") if bare else None
+    match = _BEARER.search(value.decode("latin-1"))
+    return match.group(1).strip() if match is not None else None
 
 
 def _is_number(value: object) -> TypeGuard[int | float]:
