@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from itertools import compress
-from operator import itemgetter, not_
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -29,8 +28,8 @@ from forecourt.http.headers import CONTENT_LENGTH as _CONTENT_LENGTH
 from forecourt.http.headers import EXPECT as _EXPECT
 from forecourt.http.headers import FORWARDED_FOR as _FORWARDED_FOR
 from forecourt.http.headers import HOST as _HOST
-from forecourt.http.headers import REQUEST_HEADER_KINDS, request_header_kind
 from forecourt.http.headers import TRANSFER_ENCODING as _TRANSFER_ENCODING
+from forecourt.http.headers import forwarded_lines, request_header_kinds
 from forecourt.http.request import Request
 from forecourt.http.status import error_response
 
@@ -46,9 +45,6 @@ _WRITE_HIGH_WATER = 256 * 1024
 _KNOWN_CONNECTION_TOKENS = frozenset({b"close", b"keep-alive", b"upgrade", b"te"})
 
 _LINGER_SECONDS = 2.0
-_NAME = itemgetter(0)
-_KIND_OF = REQUEST_HEADER_KINDS.get  # None for a spelling not seen yet
-_HEADER_LINE = b"%s: %s\r\n".__mod__
 
 
 class RequestRejected(Exception):
@@ -225,12 +221,8 @@ class ClientConnection(asyncio.Protocol):
         # not drop or rebuild) with C-level iteration: map/compress walk the list, and only the few
         # headers the proxy must look at are visited in Python. A plugin-free request never walks
         # its headers again.
-        kinds = list(map(_KIND_OF, map(_NAME, headers)))
-        if None in kinds:
-            kinds = [
-                request_header_kind(n) if k is None else k for (n, _), k in zip(headers, kinds, strict=True)
-            ]
-        block = b"".join(map(_HEADER_LINE, compress(headers, map(not_, kinds))))
+        kinds = request_header_kinds(headers)
+        block = forwarded_lines(headers, kinds)
         req.forwarded_block = block
         size = len(block)
         host: bytes | None = None
