@@ -6,10 +6,6 @@ them in both directions, together with any header the `Connection` header names.
 
 from __future__ import annotations
 
-from itertools import compress
-from operator import itemgetter, not_
-from typing import cast
-
 HOP_BY_HOP: frozenset[bytes] = frozenset(
     {
         b"connection",
@@ -74,24 +70,3 @@ def request_header_kind(name: bytes) -> int:
     if len(REQUEST_HEADER_KINDS) < _REQUEST_HEADER_KINDS_MAX:
         REQUEST_HEADER_KINDS[name] = kind
     return kind
-
-
-_NAME = itemgetter(0)
-_KIND_OF = REQUEST_HEADER_KINDS.get  # None for a spelling not seen yet
-HEADER_LINE = b"%s: %s\r\n".__mod__
-"""`HEADER_LINE((name, value))` is the header's wire line (a C-level formatter, for `map`)."""
-
-
-def request_header_kinds(headers: list[tuple[bytes, bytes]]) -> list[int]:
-    """The kind of every header, in order. The list is built by C-level iteration (`map` over the
-    cache's `get`), so a head of usual names costs no bytecode per header."""
-    kinds = list(map(_KIND_OF, map(_NAME, headers)))
-    if None in kinds:
-        pairs = zip(headers, kinds, strict=True)
-        return [request_header_kind(n) if k is None else k for (n, _), k in pairs]
-    return cast(list[int], kinds)
-
-
-def forwarded_lines(headers: list[tuple[bytes, bytes]], kinds: list[int]) -> bytes:
-    """The wire lines of the headers forwarded unchanged (kind FORWARDED, which is 0)."""
-    return b"".join(map(HEADER_LINE, compress(headers, map(not_, kinds))))

@@ -9,8 +9,6 @@ them here, on demand.
 
 from __future__ import annotations
 
-import re
-
 MAX_RESPONSE_HEAD = 64 * 1024
 """Bytes an upstream may send before its head is complete (nginx's proxy_buffer_size answers 502 for
 "upstream sent too big header"; ours is generous, but a bound)."""
@@ -23,13 +21,13 @@ def reason_phrase(head: bytes) -> bytes:
     return parts[2] if len(parts) > 2 else b""
 
 
-# One header line (after the CRLF that ends the line before it): name, then the value without the
-# optional whitespace around it. llhttp already refused anything else.
-_HEADER_FIELD = re.compile(rb"\r\n([^:\r\n]+):[ \t]*([^\r\n]*?)[ \t]*(?=\r\n)")
-
-
 def header_pairs(head: bytes) -> list[tuple[bytes, bytes]]:
-    """The head's header fields as (name, value) pairs, in order, values without surrounding OWS
-    (one regex pass: no bytecode per header)."""
-    pairs: list[tuple[bytes, bytes]] = _HEADER_FIELD.findall(head)
+    """The head's header fields as (name, value) pairs, in order, values without surrounding OWS.
+    (A plain split/partition loop: measured faster than a regex `findall` over the head.)"""
+    start = head.find(b"\r\n") + 2
+    pairs: list[tuple[bytes, bytes]] = []
+    for line in head[start:-4].split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b":")
+            pairs.append((name, value.strip(b" \t")))
     return pairs

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from itertools import compress
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -26,10 +25,11 @@ import httptools
 from forecourt.http.headers import CONNECTION as _CONNECTION
 from forecourt.http.headers import CONTENT_LENGTH as _CONTENT_LENGTH
 from forecourt.http.headers import EXPECT as _EXPECT
+from forecourt.http.headers import FORWARDED as _FORWARDED
 from forecourt.http.headers import FORWARDED_FOR as _FORWARDED_FOR
 from forecourt.http.headers import HOST as _HOST
+from forecourt.http.headers import REQUEST_HEADER_KINDS, request_header_kind
 from forecourt.http.headers import TRANSFER_ENCODING as _TRANSFER_ENCODING
-from forecourt.http.headers import forwarded_lines, request_header_kinds
 from forecourt.http.request import Request
 from forecourt.http.status import error_response
 
@@ -217,18 +217,25 @@ class ClientConnection(asyncio.Protocol):
                 raise RequestRejected(505)
             req.version = "1.0"
         req.keep_alive = parser.should_keep_alive()
-        # Classify the headers and build the block forwarded unchanged (everything the proxy does
-        # not drop or rebuild) with C-level iteration: map/compress walk the list, and only the few
-        # headers the proxy must look at are visited in Python. A plugin-free request never walks
-        # its headers again.
-        kinds = request_header_kinds(headers)
-        block = forwarded_lines(headers, kinds)
-        req.forwarded_block = block
-        size = len(block)
+        # One pass over the headers: find what framing and routing need, and build the block of
+        # headers forwarded as they are (everything the proxy does not drop or rebuild), so a
+        # plugin-free request never walks its headers again. (A plain loop: measured faster than
+        # map/compress pipelines over the list.)
+        size = 0
         host: bytes | None = None
-        for (name, value), kind in compress(
-            zip(headers, kinds, strict=True), kinds
-        ):  # FORWARDED is 0: skipped
+        forwarded: list[bytes] = []
+        keep = forwarded.append
+        kinds = REQUEST_HEADER_KINDS
+        for name, value in headers:
+            kind = kinds.get(name)
+            if kind is None:
+                kind = request_header_kind(name)
+            if kind == _FORWARDED:
+                keep(name)
+                keep(b": ")
+                keep(value)
+                keep(b"\r\n")
+                continue
             size += len(name) + len(value)
             if kind == _HOST:
                 if host is not None:
@@ -249,6 +256,10 @@ class ClientConnection(asyncio.Protocol):
                     req.conn_tokens = tokens - _KNOWN_CONNECTION_TOKENS
             elif kind == _FORWARDED_FOR:
                 req.xff = value if req.xff is None else req.xff + b", " + value
+        if forwarded:
+            block = b"".join(forwarded)
+            req.forwarded_block = block
+            size += len(block)
         if size > limits.max_header_bytes:
             raise RequestRejected(431)
         if host is None and req.version == "1.1":

@@ -22,19 +22,15 @@ import asyncio
 import math
 import re
 import ssl
-from itertools import compress
-from operator import itemgetter
 from typing import TYPE_CHECKING
 
 from forecourt.http.headers import (
-    DROPPED,
     FORWARDED,
     FORWARDED_FOR,
-    HEADER_LINE,
     HOP_BY_HOP,
     IDEMPOTENT_METHODS,
-    forwarded_lines,
-    request_header_kinds,
+    REQUEST_HEADER_KINDS,
+    request_header_kind,
 )
 from forecourt.http.response_head import header_pairs, reason_phrase
 from forecourt.http.status import SERVER_HEADER, VIA_VALUE, error_response, status_line
@@ -51,7 +47,6 @@ if TYPE_CHECKING:
     from forecourt.upstream.retry import RetryWaiter
 
 _NO_BODY_STATUSES = frozenset({204, 304})
-_NAME = itemgetter(0)
 # The usual upstream `Connection` values, which name no other header to drop.
 _PLAIN_CONNECTION_VALUES = frozenset({b"keep-alive", b"close"})
 _RESPONSE_SKIP: frozenset[bytes] = HOP_BY_HOP | {b"via"}
@@ -324,22 +319,29 @@ class Exchange:
         )
 
     def _filtered_headers(self) -> tuple[bytes, bytes | None]:
-        """The request headers to forward, classified again: a plugin may have changed them, or the
+        """The request headers to forward, walked again: a plugin may have changed them, or the
         client's `Connection` header names headers to drop. Also the client's X-Forwarded-For."""
         req = self.req
-        headers = req.headers
-        kinds = request_header_kinds(headers)
         tokens = req.conn_tokens
-        if tokens is not None:
-            kinds = [
-                DROPPED if k == FORWARDED and n.lower() in tokens else k
-                for (n, _), k in zip(headers, kinds, strict=True)
-            ]
+        kinds = REQUEST_HEADER_KINDS
+        parts: list[bytes] = []
+        keep = parts.append
         xff: bytes | None = None
-        for (_, value), kind in compress(zip(headers, kinds, strict=True), kinds):
-            if kind == FORWARDED_FOR:
-                xff = value if xff is None else xff + b", " + value
-        return forwarded_lines(headers, kinds), xff
+        for name, value in req.headers:
+            kind = kinds.get(name)
+            if kind is None:
+                kind = request_header_kind(name)
+            if kind != FORWARDED:
+                if kind == FORWARDED_FOR:
+                    xff = value if xff is None else xff + b", " + value
+                continue
+            if tokens is not None and name.lower() in tokens:
+                continue
+            keep(name)
+            keep(b": ")
+            keep(value)
+            keep(b"\r\n")
+        return b"".join(parts), xff
 
     def send_body(self, chunk: bytes) -> None:
         """A body chunk arrived from the client while streaming."""
@@ -475,29 +477,19 @@ class Exchange:
         via: bytes | None = None
         tokens: frozenset[bytes] | None = None
         skip = _RESPONSE_SKIP
-        lowered = list(map(bytes.lower, map(_NAME, headers)))
-        if b"connection" in lowered:
-            at = lowered.index(b"connection")
-            if headers[at][1].lower() in _PLAIN_CONNECTION_VALUES and b"connection" not in lowered[at + 1 :]:
-                headers = headers[:at] + headers[at + 1 :]  # the usual `Connection: keep-alive`
-                del lowered[at]
-        if skip.isdisjoint(lowered):
-            # Nothing to drop or rewrite (the usual case): one C-level pass writes every line.
-            has_length = b"content-length" in lowered
-            out.append(b"".join(map(HEADER_LINE, headers)))
-        else:
-            for (name, value), lname in zip(headers, lowered, strict=True):
-                if lname in skip:
-                    if lname == b"transfer-encoding":
-                        chunked = True
-                    elif lname == b"via":
-                        via = value
-                    elif lname == b"connection" and value.lower() not in _PLAIN_CONNECTION_VALUES:
-                        tokens = frozenset(t.strip().lower() for t in value.split(b","))
-                    continue
-                if lname == b"content-length":
-                    has_length = True
-                out.append(name + b": " + value + b"\r\n")
+        for name, value in headers:
+            lname = name.lower()
+            if lname in skip:
+                if lname == b"transfer-encoding":
+                    chunked = True
+                elif lname == b"via":
+                    via = value
+                elif lname == b"connection" and value.lower() not in _PLAIN_CONNECTION_VALUES:
+                    tokens = frozenset(t.strip().lower() for t in value.split(b","))
+                continue
+            if lname == b"content-length":
+                has_length = True
+            out.append(name + b": " + value + b"\r\n")
         if tokens is not None:
             named = tokens - _NOT_DROPPABLE
             if named:
@@ -880,6 +872,9 @@ class Exchange:
         if ctx is not None:
             for plugin in ctx.chain.log:
                 plugin.log(ctx)
+            # Context and exchange point at each other: break the cycle, or every plugin request
+            # (its context, exchange, request, header lists) waits for the cyclic GC to be freed.
+            ctx.exchange = None
         if notify_client:
             self.client.exchange_done(keep_alive)
 
