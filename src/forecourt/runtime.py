@@ -172,6 +172,7 @@ class GatewayRuntime:
             client.exchange = exchange
             exchange.start()
             return
+        req.parsed_headers = req.headers[:]  # see Exchange.build_head
         ctx = Context(req, client, route, chain)
         exchange = make(self, client, req, route, ctx)
         client.exchange = exchange

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import time
 import warnings
@@ -212,3 +213,33 @@ def test_per_take_cost(tmp_path: Path) -> None:
         f"shared table take (pid {os.getpid()}): " + ", ".join(f"{k}: {v:.2f} us" for k, v in costs.items())
     )
     assert costs["1 period"] < 100
+
+
+def _open_and_take_once(
+    path: str, start: multiprocessing.synchronize.Event, results: multiprocessing.Queue[int]
+) -> None:
+    start.wait(10)
+    table = SharedCounterTable(path)  # every process creates or finds the file at the same moment
+    results.put(int(table.take("only-one", [Window("hour", 0, 2**40, 1)]).allowed))
+    table.release()
+
+
+def test_processes_creating_the_file_at_once_share_one_table(tmp_path: Path) -> None:
+    """Creation races: one process making the file while another finds it half made must still
+    end with both on one table (one secret, one set of counters), so one take in all is allowed."""
+    ctx = multiprocessing.get_context("fork")
+    for attempt in range(15):
+        path = str(tmp_path / f"fresh-{attempt}.table")
+        start = ctx.Event()
+        results: multiprocessing.Queue[int] = ctx.Queue()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads alive (3.12+)
+            procs = [ctx.Process(target=_open_and_take_once, args=(path, start, results)) for _ in range(4)]
+            for proc in procs:
+                proc.start()
+        start.set()
+        allowed = [results.get(timeout=60) for _ in procs]
+        for proc in procs:
+            proc.join(10)
+            assert proc.exitcode == 0
+        assert sum(allowed) == 1, (attempt, allowed)

@@ -31,6 +31,7 @@ class Request:
         "keep_alive",
         "match",
         "method",
+        "parsed_headers",
         "path",
         "query",
         "raw_path",
@@ -62,6 +63,9 @@ class Request:
         # bytes ending in CRLF, and the client's X-Forwarded-For (to append the peer to).
         self.forwarded_block = b""
         self.xff: bytes | None = None
+        # The header list as parsed, kept for a route with plugins: when they only appended
+        # headers, `forwarded_block` is still good and only the new ones need writing.
+        self.parsed_headers: list[tuple[bytes, bytes]] | None = None
         self.body: list[bytes] = []
         self.body_bytes = 0
         self.complete = False

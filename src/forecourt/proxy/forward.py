@@ -286,12 +286,19 @@ class Exchange:
         else:
             build_path = route.upstream_path
             path = build_path(req.path, match) if build_path is not None else req.path
-        if ctx is None and req.conn_tokens is None:
+        if req.conn_tokens is not None:
+            block, xff = self._filtered_headers()
+        elif ctx is None:
             # The server already filtered and serialised the headers (no plugin changed them).
             block = req.forwarded_block
             xff = req.xff
         else:
-            block, xff = self._filtered_headers()
+            appended = self._appended_headers()
+            if appended is None:
+                block, xff = self._filtered_headers()
+            else:
+                block = req.forwarded_block + appended
+                xff = req.xff
         client = self.client
         if xff:
             forwarding = b"X-Forwarded-For: " + xff + b", " + client.ip_bytes + b"\r\n" + client.conn_headers
@@ -317,6 +324,39 @@ class Exchange:
             # Kong's X-Forwarded-Prefix: the part of the path the route stripped.
             else b"X-Forwarded-Prefix: " + match.matched_path.encode() + b"\r\n" + _VIA_REQUEST,
         )
+
+    def _appended_headers(self) -> bytes | None:
+        """The lines of headers plugins appended to the parsed ones, when that is all they did
+        and all the new ones are forwarded as they are; None otherwise (walk them all again).
+
+        Removing or editing a header changes the list's first entries (plugins build a new list
+        to remove one), which the comparison with the parsed copy sees; it is C-level and much
+        cheaper than classifying every header again.
+        """
+        req = self.req
+        parsed = req.parsed_headers
+        headers = req.headers
+        if parsed is None:
+            return None
+        count = len(parsed)
+        if len(headers) < count or headers[:count] != parsed:
+            return None
+        if len(headers) == count:
+            return b""
+        kinds = REQUEST_HEADER_KINDS
+        parts: list[bytes] = []
+        keep = parts.append
+        for name, value in headers[count:]:
+            kind = kinds.get(name)
+            if kind is None:
+                kind = request_header_kind(name)
+            if kind != FORWARDED:
+                return None
+            keep(name)
+            keep(b": ")
+            keep(value)
+            keep(b"\r\n")
+        return b"".join(parts)
 
     def _filtered_headers(self) -> tuple[bytes, bytes | None]:
         """The request headers to forward, walked again: a plugin may have changed them, or the
@@ -402,16 +442,26 @@ class Exchange:
                 framing = (b"content-length", b"transfer-encoding")
                 self.close_delimited = not any(n.lower() in framing for n, _ in upstream_headers)
                 return
+            if status == self.status and not ctx.chain.body:
+                count = len(upstream_headers)
+                if len(headers) >= count and headers[:count] == upstream_headers:
+                    # The plugins only appended headers (rate-limiting's, an echoed correlation
+                    # id): splice those into the upstream's own head instead of rewriting it.
+                    self.write_wire_head(status, head, headers[count:])
+                    return
             self.write_head(status, reason, headers)
             return
         self.write_wire_head(status, head)
 
-    def write_wire_head(self, status: int, head: bytes) -> None:
+    def write_wire_head(
+        self, status: int, head: bytes, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
         """Forward the upstream's head as the bytes it came in, with our edits spliced in.
 
         One regex pass over the lowercased head finds every header the proxy must look at. Only a
         plain `Connection: keep-alive|close` is cut out here (and `Content-Length` noted); a head
-        with any other header the proxy drops or rewrites goes through `write_head`.
+        with any other header the proxy drops or rewrites goes through `write_head`. `extra`: headers
+        response-phase plugins appended, written after the upstream's.
         """
         lowered = head.lower()
         has_length = False
@@ -428,11 +478,20 @@ class Exchange:
             else:
                 break
         else:
-            self._splice_head(status, head, has_length, cut_from, cut_to)
+            self._splice_head(status, head, has_length, cut_from, cut_to, extra)
             return
-        self.write_head(status, reason_phrase(head), header_pairs(head))
+        pairs = header_pairs(head)
+        self.write_head(status, reason_phrase(head), pairs + extra if extra else pairs)
 
-    def _splice_head(self, status: int, head: bytes, has_length: bool, cut_from: int, cut_to: int) -> None:
+    def _splice_head(
+        self,
+        status: int,
+        head: bytes,
+        has_length: bool,
+        cut_from: int,
+        cut_to: int,
+        extra: list[tuple[bytes, bytes]] | None,
+    ) -> None:
         out = self.out
         start = head.find(b"\r\n") + 2
         end = len(head) - 2  # keep the last header's CRLF, not the blank line
@@ -445,6 +504,9 @@ class Exchange:
             start = cut_to
         if start < end:
             out.append(head[start:end])
+        if extra:
+            for name, value in extra:
+                out.append(name + b": " + value + b"\r\n")
         req = self.req
         keep_alive = self.client_keep_alive and not self.client.closing
         if not has_length and not (req.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200):

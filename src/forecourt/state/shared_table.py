@@ -126,6 +126,10 @@ _PTHREAD = _load_pthread()
 _DEFAULT_LOCKS = _ROBUST_MUTEXES if _PTHREAD is not None else _RECORD_LOCKS
 
 
+def _map_file(fd: int, size: int) -> mmap.mmap:
+    return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+
+
 def _address(area: mmap.mmap) -> int:
     """Where `area` is mapped (the ctypes view is dropped at once, so the map can still close)."""
     return ctypes.addressof(ctypes.c_char.from_buffer(area))
@@ -168,14 +172,11 @@ class SharedCounterTable:
             self.shared = True
         self._fd = fd
         try:
-            self.stripes, self.slots_per_stripe, self.probe, locks, secret = self._initialise(
+            self.stripes, self.slots_per_stripe, self.probe, locks, secret, table_map = self._initialise(
                 stripes, slots_per_stripe, probe
             )
             self._slots_base = _HEADER_SIZE + self.stripes * _LOCK_SIZE
-            size = self._slots_base + self.stripes * self.slots_per_stripe * _SLOT_SIZE
-            self._map: mmap.mmap | None = mmap.mmap(
-                fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
-            )
+            self._map: mmap.mmap | None = table_map
         except BaseException:
             os.close(fd)
             raise
@@ -224,8 +225,16 @@ class SharedCounterTable:
 
     def _initialise(
         self, stripes: int, slots_per_stripe: int, probe: int
-    ) -> tuple[int, int, int, int, bytes]:
-        """Check the header under the init lock; (re)create the file when it is not a table of ours."""
+    ) -> tuple[int, int, int, int, bytes, mmap.mmap]:
+        """Check the header under the init lock; (re)create the file when it is not a table of ours.
+        Returns the geometry, lock kind, hash secret and the table's mapping.
+
+        The mapping is made while the init lock is held, and nothing is closed before it is
+        released: `mmap` works on a duplicate of the descriptor, and closing any descriptor of the
+        file drops this process's record locks, the init lock included. (A temporary mapping
+        closed here once let a second worker in mid-creation: it found no header yet, made the
+        file again with another secret, and the two workers counted apart.)
+        """
         fd = self._fd
         fcntl.lockf(fd, fcntl.LOCK_EX, 1, _LOCK_INIT)
         try:
@@ -244,20 +253,20 @@ class SharedCounterTable:
                     if locks == _ROBUST_MUTEXES and _PTHREAD is None:
                         raise StoreError("the counter table uses robust mutexes, which this process lacks")
                     if locks in (_RECORD_LOCKS, _ROBUST_MUTEXES):
-                        return f_stripes, f_slots, f_probe, locks, secret
+                        return f_stripes, f_slots, f_probe, locks, secret, _map_file(fd, expected)
             secret = os.urandom(16)
             locks = _DEFAULT_LOCKS
+            size = _HEADER_SIZE + stripes * (_LOCK_SIZE + slots_per_stripe * _SLOT_SIZE)
             os.ftruncate(fd, 0)
-            os.ftruncate(fd, _HEADER_SIZE + stripes * (_LOCK_SIZE + slots_per_stripe * _SLOT_SIZE))
+            os.ftruncate(fd, size)
+            table_map = _map_file(fd, size)
             if _PTHREAD is not None:
-                lock_area = _HEADER_SIZE + stripes * _LOCK_SIZE
-                with mmap.mmap(fd, lock_area, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as area:
-                    start = _address(area) + _HEADER_SIZE
-                    for stripe in range(stripes):
-                        _PTHREAD.initialise(start + stripe * _LOCK_SIZE)
+                start = _address(table_map) + _HEADER_SIZE
+                for stripe in range(stripes):
+                    _PTHREAD.initialise(start + stripe * _LOCK_SIZE)
             # The header last: a file with our magic always has its locks ready.
             os.pwrite(fd, _HEADER.pack(_MAGIC, _VERSION, stripes, slots_per_stripe, probe, locks, secret), 0)
-            return stripes, slots_per_stripe, probe, locks, secret
+            return stripes, slots_per_stripe, probe, locks, secret, table_map
         finally:
             fcntl.lockf(fd, fcntl.LOCK_UN, 1, _LOCK_INIT)
 
