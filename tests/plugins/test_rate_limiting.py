@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from forecourt.plugins.rate_limiting import ClientAddress, RateLimitingConfig, window_bounds
 from tests.support.gateway import GatewayProcess
 from tests.support.redis_server import RedisServer, running_redis
-from tests.support.upstreams import DemoUpstream
+from tests.support.upstreams import DemoUpstream, RecordingUpstream, respond_with
 
 Factory = Callable[..., GatewayProcess]
 
@@ -375,3 +375,36 @@ def test_redis_down_fault_tolerance_and_recovery(
         assert client.get("/strict").status_code == 200
         assert client.get("/strict").status_code == 200
         assert client.get("/strict").status_code == 429
+
+
+def test_the_upstreams_own_rate_limit_headers_are_replaced(gateway_factory: Factory) -> None:
+    """An upstream that sends rate-limit headers of its own gets them replaced by the gateway's
+    (Kong sets the headers), and the rest of its head is kept."""
+    answer = (
+        b"HTTP/1.1 200 OK\r\nX-RateLimit-Limit-Minute: 999\r\nRateLimit-Remaining: 998\r\n"
+        b"X-Kept: yes\r\nContent-Length: 2\r\n\r\nok"
+    )
+    upstream = RecordingUpstream(respond_with(answer)).start()
+    try:
+        port = upstream.port
+        config = {
+            "_format_version": "3.0",
+            "services": [
+                {
+                    "name": "svc",
+                    "url": f"http://127.0.0.1:{port}",
+                    "routes": [{"name": "r", "paths": ["/"]}],
+                    "plugins": [rate_limiting(minute=5)],
+                }
+            ],
+        }
+        gateway = gateway_factory(config)
+        with httpx.Client(base_url=gateway.url) as client:
+            resp = client.get("/x")
+    finally:
+        upstream.stop()
+    assert resp.status_code == 200
+    assert resp.headers.get_list("x-ratelimit-limit-minute") == ["5"]
+    assert resp.headers.get_list("ratelimit-remaining") == ["4"]
+    assert resp.headers["x-kept"] == "yes"
+    assert resp.text == "ok"

@@ -7,7 +7,10 @@ Plugin instances hold immutable config; anything a plugin learns about the reque
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+
+from forecourt.http.response_head import header_pairs
 
 if TYPE_CHECKING:
     from forecourt.http.request import Request
@@ -24,15 +27,54 @@ class ResponseHead:
     A response-phase plugin that needs to see the start of the body before it can settle a header
     (compression below a minimum size) sets `hold`: the head is then written only when the body
     filters first produce bytes, or at the end of the body, and body filters may still edit it.
+
+    An upstream's head arrives as wire bytes (`wire`); its header list is parsed only when a
+    plugin reads `headers` (or gets, sets or removes one). Until then `add`/`extend` only collect
+    the new headers, and the proxy forwards the wire bytes with those spliced in: the cheap path
+    for plugins that only add headers (rate-limiting's, an echoed correlation id).
     """
 
-    __slots__ = ("headers", "hold", "reason", "status")
+    __slots__ = ("_headers", "added", "hold", "reason", "status", "wire")
 
-    def __init__(self, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self,
+        status: int,
+        reason: bytes,
+        headers: list[tuple[bytes, bytes]] | None,
+        wire: bytes | None = None,
+    ) -> None:
         self.status = status
         self.reason = reason
-        self.headers = headers
+        self._headers = headers
+        self.wire = wire
+        self.added: list[tuple[bytes, bytes]] = []  # added while `headers` was not parsed yet
         self.hold = False
+
+    @property
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        headers = self._headers
+        if headers is None:
+            assert self.wire is not None
+            headers = self._headers = header_pairs(self.wire) + self.added
+            self.added = []
+        return headers
+
+    @headers.setter
+    def headers(self, value: list[tuple[bytes, bytes]]) -> None:
+        self._headers = value
+        self.added = []
+
+    @property
+    def parsed(self) -> bool:
+        """Whether the header list was needed (otherwise only `added` holds changes)."""
+        return self._headers is not None
+
+    def may_contain(self, fragment: bytes) -> bool:
+        """False when no header of the head can contain `fragment` (lowercase) in its name; a
+        cheap check before a plugin reads the whole list (True may be a false alarm)."""
+        if self._headers is None and self.wire is not None:
+            return fragment in self.wire.lower() or any(fragment in n.lower() for n, _ in self.added)
+        return any(fragment in n.lower() for n, _ in self.headers)
 
     def get(self, name: bytes) -> bytes | None:
         lowered = name.lower()
@@ -50,7 +92,16 @@ class ResponseHead:
         self.headers.append((name, value))
 
     def add(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if self._headers is None and self.wire is not None:
+            self.added.append((name, value))
+        else:
+            self.headers.append((name, value))
+
+    def extend(self, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        if self._headers is None and self.wire is not None:
+            self.added.extend(headers)
+        else:
+            self.headers.extend(headers)
 
 
 class Context:

@@ -500,11 +500,13 @@ class RateLimitingPlugin(Plugin[RateLimitingConfig]):
         headers = ctx.shared.get(SHARED_KEY)
         if headers is None:
             return
-        names = self._header_names
-        upstream = head.headers
-        # Ours replace the upstream's own (Kong's set_headers); most names cannot be one of ours.
-        for name, _ in upstream:
-            if name[:1] in b"XxRr" and name.lower() in names:
-                head.headers = upstream = [h for h in upstream if h[0].lower() not in names]
-                break
-        upstream.extend(headers)
+        # Ours replace the upstream's own (Kong's set_headers). Every name of ours contains
+        # "ratelimit", so a head without it anywhere keeps its bytes (no header list is parsed).
+        if head.may_contain(b"ratelimit"):
+            names = self._header_names
+            upstream = head.headers
+            for name, _ in upstream:
+                if name.lower() in names:
+                    head.headers = [h for h in upstream if h[0].lower() not in names]
+                    break
+        head.extend(headers)

@@ -431,25 +431,29 @@ class Exchange:
             conn.deadline = now + self.service.read_timeout
         ctx = self.ctx
         if ctx is not None and (ctx.chain.response or ctx.chain.body):
-            upstream_headers = header_pairs(head)
-            headers, status, reason = self._run_response_phase(
-                ctx, status, reason_phrase(head), upstream_headers
-            )
-            if ctx.response_head is not None and ctx.response_head.hold:
+            from forecourt.pipeline import ResponseHead
+
+            response_head = ResponseHead(status, b"", None, head)
+            ctx.response_head = response_head
+            for plugin in ctx.chain.response:
+                plugin.response(ctx, response_head)
+            if ctx.chain.body:
+                response_head.remove(b"content-length")
+            if response_head.hold:
                 self.head_held = True  # written once the body filters produce bytes (release_head)
                 # write_head learns the framing only then: a body with neither a length nor
                 # chunking ends when the upstream closes, which upstream_lost must know now.
                 framing = (b"content-length", b"transfer-encoding")
-                self.close_delimited = not any(n.lower() in framing for n, _ in upstream_headers)
+                self.close_delimited = not any(n.lower() in framing for n, _ in header_pairs(head))
+                if response_head.status == status:
+                    response_head.reason = reason_phrase(head)
                 return
-            if status == self.status and not ctx.chain.body:
-                count = len(upstream_headers)
-                if len(headers) >= count and headers[:count] == upstream_headers:
-                    # The plugins only appended headers (rate-limiting's, an echoed correlation
-                    # id): splice those into the upstream's own head instead of rewriting it.
-                    self.write_wire_head(status, head, headers[count:])
-                    return
-            self.write_head(status, reason, headers)
+            if not response_head.parsed and response_head.status == status:
+                # The plugins only added headers: splice those into the upstream's own head.
+                self.write_wire_head(status, head, response_head.added)
+                return
+            reason = reason_phrase(head) if response_head.status == status else b""
+            self.write_head(response_head.status, reason, response_head.headers)
             return
         self.write_wire_head(status, head)
 
