@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from forecourt.http.request import Request
     from forecourt.http.server import ClientConnection
     from forecourt.http.upstream import UpstreamConnection
-    from forecourt.pipeline import Context, Response
+    from forecourt.pipeline import Context, Response, ResponseHead
     from forecourt.plan import RoutePlan, ServicePlan
     from forecourt.runtime import GatewayRuntime
     from forecourt.upstream import CircuitBreakers, Endpoint
@@ -431,14 +431,7 @@ class Exchange:
             conn.deadline = now + self.service.read_timeout
         ctx = self.ctx
         if ctx is not None and (ctx.chain.response or ctx.chain.body):
-            from forecourt.pipeline import ResponseHead
-
-            response_head = ResponseHead(status, b"", None, head)
-            ctx.response_head = response_head
-            for plugin in ctx.chain.response:
-                plugin.response(ctx, response_head)
-            if ctx.chain.body:
-                response_head.remove(b"content-length")
+            response_head = self._run_response_phase(ctx, status, None, head)
             if response_head.hold:
                 self.head_held = True  # written once the body filters produce bytes (release_head)
                 # write_head learns the framing only then: a body with neither a length nor
@@ -591,19 +584,21 @@ class Exchange:
             ).encode("latin-1")
         )
 
+    @staticmethod
     def _run_response_phase(
-        self, ctx: Context, status: int, reason: bytes, headers: list[tuple[bytes, bytes]]
-    ) -> tuple[list[tuple[bytes, bytes]], int, bytes]:
-        """Let response-phase plugins see and change the head (Kong's header_filter)."""
+        ctx: Context, status: int, headers: list[tuple[bytes, bytes]] | None, wire: bytes | None = None
+    ) -> ResponseHead:
+        """Let response-phase plugins see and change the head (Kong's header_filter): given as
+        pairs, or as an upstream's wire bytes (parsed only if a plugin needs the list)."""
         from forecourt.pipeline import ResponseHead
 
-        head = ResponseHead(status, reason, list(headers))
+        head = ResponseHead(status, b"", headers, wire)
         ctx.response_head = head
         for plugin in ctx.chain.response:
             plugin.response(ctx, head)
         if ctx.chain.body:
-            head.remove(b"content-length")
-        return head.headers, head.status, head.reason if head.status == status else b""
+            head.remove(b"content-length")  # body filters may change the length: re-framed
+        return head
 
     def response_body(self, chunk: bytes) -> None:
         self.response_bytes += len(chunk)
@@ -846,7 +841,8 @@ class Exchange:
         ctx = self.ctx
         reason = b""
         if ctx is not None and (ctx.chain.response or ctx.chain.body):
-            headers, status, reason = self._run_response_phase(ctx, status, b"", headers)
+            response_head = self._run_response_phase(ctx, status, list(headers))
+            headers, status = response_head.headers, response_head.status
             if ctx.chain.body and req.method != "HEAD":
                 body = self._filter_body(ctx, body, last=False) + self._filter_body(ctx, b"", last=True)
                 if ctx.response_head is not None:
