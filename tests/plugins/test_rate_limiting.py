@@ -19,6 +19,7 @@ import pytest
 from pydantic import ValidationError
 
 from forecourt.plugins.rate_limiting import ClientAddress, RateLimitingConfig, window_bounds
+from tests.conftest import single_service
 from tests.support.gateway import GatewayProcess
 from tests.support.redis_server import RedisServer, running_redis
 from tests.support.upstreams import DemoUpstream, RecordingUpstream, respond_with
@@ -386,18 +387,7 @@ def test_the_upstreams_own_rate_limit_headers_are_replaced(gateway_factory: Fact
     )
     upstream = RecordingUpstream(respond_with(answer)).start()
     try:
-        port = upstream.port
-        config = {
-            "_format_version": "3.0",
-            "services": [
-                {
-                    "name": "svc",
-                    "url": f"http://127.0.0.1:{port}",
-                    "routes": [{"name": "r", "paths": ["/"]}],
-                    "plugins": [rate_limiting(minute=5)],
-                }
-            ],
-        }
+        config = single_service(upstream.port, plugins=[rate_limiting(minute=5)])
         gateway = gateway_factory(config)
         with httpx.Client(base_url=gateway.url) as client:
             resp = client.get("/x")
