@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from forecourt.pipeline import Consumer, Context, Credential
+    from forecourt.pipeline.consumers import ConsumerIndex
 
 CONSUMER_ID = b"X-Consumer-ID"
 CONSUMER_CUSTOM_ID = b"X-Consumer-Custom-ID"
@@ -24,6 +25,19 @@ _MANAGED_LENGTHS = frozenset(len(name) for name in _ALL)
 _ANONYMOUS_PAIR = (ANONYMOUS, b"true")
 
 HeaderPairs = tuple[tuple[bytes, bytes], ...]
+
+
+def anonymous_consumer(
+    name: str | None, consumers: ConsumerIndex | None
+) -> tuple[Consumer, HeaderPairs] | None:
+    """An authentication plugin's `anonymous` consumer and its headers, resolved at config load
+    (None when the plugin has no `anonymous`); a name that matches no consumer is a config error."""
+    if name is None:
+        return None
+    found = consumers.find(name) if consumers is not None else None
+    if found is None:
+        raise ValueError(f'anonymous consumer "{name}" not found')
+    return found, consumer_headers(found, None)
 
 
 def consumer_headers(consumer: Consumer, identifier: str | None) -> HeaderPairs:

@@ -18,7 +18,6 @@ from pydantic import Field
 
 from forecourt.config.fields import Bool, HeaderName, NonEmptyStr, Str
 from forecourt.pipeline import (
-    Consumer,
     Context,
     Credential,
     Plugin,
@@ -27,7 +26,12 @@ from forecourt.pipeline import (
     PluginScope,
     Response,
 )
-from forecourt.plugins._consumer_headers import HeaderPairs, authenticate, consumer_headers
+from forecourt.plugins._consumer_headers import (
+    HeaderPairs,
+    anonymous_consumer,
+    authenticate,
+    consumer_headers,
+)
 
 
 class KeyAuthConfig(PluginConfig):
@@ -66,12 +70,7 @@ class KeyAuthPlugin(Plugin[KeyAuthConfig]):
         if scope.consumer is not None:
             raise ValueError("the key-auth plugin cannot be applied to a consumer")
         consumers = env.consumers
-        self._anonymous: tuple[Consumer, HeaderPairs] | None = None
-        if config.anonymous is not None:
-            found = consumers.find(config.anonymous) if consumers is not None else None
-            if found is None:
-                raise ValueError(f'anonymous consumer "{config.anonymous}" not found')
-            self._anonymous = (found, consumer_headers(found, None))
+        self._anonymous = anonymous_consumer(config.anonymous, consumers)
         table = consumers.credentials.get("key-auth", {}) if consumers is not None else {}
         # Kong 3.x names a key-auth credential upstream by its id, never by the key itself.
         self._keys: dict[str, tuple[Credential, HeaderPairs, float | None]] = {

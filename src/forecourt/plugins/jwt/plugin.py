@@ -28,11 +28,12 @@ from urllib.parse import parse_qsl
 import orjson
 
 from forecourt.config.credentials import JWT_ALGORITHMS
-from forecourt.pipeline import Consumer, Context, Credential, Plugin, PluginEnv, PluginScope, Response
+from forecourt.pipeline import Context, Credential, Plugin, PluginEnv, PluginScope, Response
 from forecourt.plugins._consumer_headers import (
     CONSUMER_HEADER_LENGTHS,
     CONSUMER_HEADER_NAMES,
     HeaderPairs,
+    anonymous_consumer,
     authenticate,
     consumer_headers,
 )
@@ -103,12 +104,7 @@ class JwtPlugin(Plugin[JwtConfig]):
         if scope.consumer is not None:
             raise ValueError("the jwt plugin cannot be applied to a consumer")
         consumers = env.consumers
-        self._anonymous: tuple[Consumer, HeaderPairs] | None = None
-        if config.anonymous is not None:
-            found = consumers.find(config.anonymous) if consumers is not None else None
-            if found is None:
-                raise ValueError(f'anonymous consumer "{config.anonymous}" not found')
-            self._anonymous = (found, consumer_headers(found, None))
+        self._anonymous = anonymous_consumer(config.anonymous, consumers)
         self._secrets: dict[str, _Secret] = {}
         self._sources: list[JwksSource] = []
         table = consumers.credentials.get("jwt", {}) if consumers is not None else {}
