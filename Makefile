@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint bench system-deps clean
+.PHONY: demo test lint bench native system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,24 +13,29 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## Run the demo: registry, demo services, the main gateway and three BFFs; print a tour to try.
-demo: $(STAMP)
+demo: $(STAMP) native
 	$(BIN)/forecourt demo
 
 ## Install everything the tests need (Python and Debian packages) and run the whole suite.
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps native
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 ## ruff and mypy, as CI would.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/mypy
 
 ## Forecourt against nginx on this machine (needs nginx and wrk; installed when missing).
-bench: $(STAMP)
+bench: $(STAMP) native
 	$(BIN)/python bench/run.py
+
+## Compile the per-request modules with mypyc when their sources changed (pure Python if it fails).
+native: $(STAMP)
+	$(BIN)/python scripts/build_native.py
 
 system-deps:
 	bash scripts/install-system-deps.sh
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	-$(BIN)/python scripts/build_native.py --clean
+	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Debian packages the test suite starts as real servers on 127.0.0.1; installed only when missing.
+# Debian packages the test suite needs (servers it starts on 127.0.0.1, a C compiler for the
+# compiled modules); installed only when missing.
 set -euo pipefail
 need=()
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v etcd >/dev/null 2>&1 || [ -x /usr/bin/etcd ] || need+=(etcd-server)
+# A C compiler for the mypyc build of the per-request modules (scripts/build_native.py).
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         echo "install-system-deps: missing ${need[*]}; run as root or install them" >&2

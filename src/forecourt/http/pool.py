@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from forecourt.http.upstream import UpstreamConnection
 
 if TYPE_CHECKING:
-    from forecourt.proxy.forward import Exchange
+    from forecourt.http.upstream_user import UpstreamUser
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +40,7 @@ class ConnectionPool:
         self.limits = limits or PoolLimits()
         self.idle: dict[str, list[UpstreamConnection]] = {}
         self.open: dict[str, int] = {}
-        self.waiters: dict[str, deque[Exchange]] = {}
+        self.waiters: dict[str, deque[UpstreamUser]] = {}
         self.all: set[UpstreamConnection] = set()
         self._tasks: set[asyncio.Task[UpstreamConnection]] = set()
 
@@ -96,7 +96,7 @@ class ConnectionPool:
 
     def connect(
         self,
-        exchange: Exchange,
+        exchange: UpstreamUser,
         key: str,
         host: str,
         port: int,

@@ -23,10 +23,10 @@ def reason_phrase(head: bytes) -> bytes:
 
 def header_pairs(head: bytes) -> list[tuple[bytes, bytes]]:
     """The head's header fields as (name, value) pairs, in order, values without surrounding OWS.
-    (A plain split/partition loop: measured faster than a regex `findall` over the head.)"""
-    start = head.find(b"\r\n") + 2
+    (A plain split/partition loop: measured faster than a regex `findall` over the head. One-sided
+    slice: mypyc's bytes slice fails on start > end, which a head without headers would give.)"""
     pairs: list[tuple[bytes, bytes]] = []
-    for line in head[start:-4].split(b"\r\n"):
+    for line in head[head.find(b"\r\n") + 2 :].split(b"\r\n"):
         if line:
             name, _, value = line.partition(b":")
             pairs.append((name, value.strip(b" \t")))

@@ -139,8 +139,8 @@ class ClientConnection(asyncio.Protocol):
         before = self.parsing
         try:
             self.parser.feed_data(data)
-        except RequestRejected as exc:
-            self._reject(exc.status, exc.message)
+        except RequestRejected as rejected:
+            self._reject(rejected.status, rejected.message)
             return
         except httptools.HttpParserUpgrade:
             # Upgrades (WebSocket) are not proxied yet: serve the request as a plain one, then close.
@@ -150,8 +150,9 @@ class ClientConnection(asyncio.Protocol):
             if self.queue:
                 self.queue[-1].keep_alive = False
             self.closing_after_queue()
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
+        except httptools.HttpParserCallbackError as callback_error:
+            # (Distinct names per except clause: compiled, one name has one type.)
+            cause = callback_error.__context__
             if isinstance(cause, RequestRejected):
                 self._reject(cause.status, cause.message)
             else:
@@ -339,6 +340,11 @@ class ClientConnection(asyncio.Protocol):
         if not self.queue and self.parsing is None:
             self.deadline = self.runtime.loop.time() + self.runtime.limits.keepalive_timeout
         self.pump()
+        self._resume_reading_when_idle()
+
+    def _resume_reading_when_idle(self) -> None:
+        # A method of its own: compiled (mypyc), `self.exchange` read in `exchange_done` after its
+        # `= None` would be taken as still None even though `pump` may have set it.
         if self.reading_paused and self.exchange is None and not self.queue and self.parser is not None:
             self._resume_reading()
 

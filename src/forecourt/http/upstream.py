@@ -15,7 +15,7 @@ import httptools
 
 if TYPE_CHECKING:
     from forecourt.http.pool import ConnectionPool
-    from forecourt.proxy.forward import Exchange
+    from forecourt.http.upstream_user import UpstreamUser
 
 from forecourt.http.response_head import MAX_RESPONSE_HEAD
 
@@ -50,7 +50,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
-        self.exchange: Exchange | None = None
+        self.exchange: UpstreamUser | None = None
         self.head_data = b""  # the response head received so far (until the parser completes it)
         self.in_head = False
         self.closed = False
@@ -78,11 +78,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         if self.exchange is not None:
-            self.exchange.client.pause_request_body()
+            self.exchange.pause_request_body()
 
     def resume_writing(self) -> None:
         if self.exchange is not None:
-            self.exchange.client.resume_request_body()
+            self.exchange.resume_request_body()
 
     def data_received(self, data: bytes) -> None:
         exchange = self.exchange
@@ -111,7 +111,7 @@ class UpstreamConnection(asyncio.Protocol):
             exchange.flush()
 
     # ------------------------------------------------------------------ use by an exchange
-    def send(self, exchange: Exchange, data: bytes, head_request: bool) -> None:
+    def send(self, exchange: UpstreamUser, data: bytes, head_request: bool) -> None:
         """Start one request/response cycle on this connection."""
         self.exchange = exchange
         self.no_body = head_request

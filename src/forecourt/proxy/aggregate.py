@@ -355,8 +355,8 @@ class AggregateExchange(Exchange):
                 )
             try:
                 value = _decode(answer)
-            except ValueError as exc:
-                return self._fallback(backend, outcome.fail(502, str(exc)), cache_key)
+            except ValueError as undecodable:
+                return self._fallback(backend, outcome.fail(502, str(undecodable)), cache_key)
             outcome.value = value
             if backend.cache is not None:
                 backend.cache.put(cache_key, loop.time(), value)

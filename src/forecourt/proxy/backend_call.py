@@ -4,9 +4,10 @@ Why the pool rather than a small client of its own: a backend is a configured se
 proxy already keeps warm keep-alive connections to its targets (`http.pool`), picks targets with the
 service's balancer, skips targets whose breaker is open and parses answers with httptools in
 `UpstreamConnection`. A `BackendCall` plugs into that machinery the way `proxy.forward.Exchange`
-does (the same callbacks: `attach`, `response_head`, `response_body`, `response_done`,
-`upstream_lost`, ...), so aggregation and plain proxying share connections, limits and the
-watchdog's read timeouts, and a fan-out to three backends costs no TCP handshake once warm.
+does (both are `http.upstream_user.UpstreamUser`s, with the same callbacks: `attach`,
+`response_head`, `response_body`, `response_done`, `upstream_lost`, ...), so aggregation and
+plain proxying share connections, limits and the watchdog's read timeouts, and a fan-out to three
+backends costs no TCP handshake once warm.
 The difference is the consumer of the answer: the body is collected (bounded by `max_body`) and
 handed to an awaiting task instead of being streamed to a client.
 
@@ -21,16 +22,16 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from forecourt.http.headers import IDEMPOTENT_METHODS
 from forecourt.http.response_head import header_pairs
+from forecourt.http.upstream_user import UpstreamUser
 from forecourt.upstream.health import Outcome
 
 if TYPE_CHECKING:
     from forecourt.http.upstream import UpstreamConnection
     from forecourt.plan import ServicePlan
-    from forecourt.proxy.forward import Exchange
     from forecourt.runtime import GatewayRuntime
     from forecourt.upstream import Endpoint
 
@@ -68,31 +69,15 @@ class BackendAnswer:
         return None
 
 
-class _NoClient:
-    """What an `UpstreamConnection` tells about its write buffer: a backend request is sent in one
-    write, so there is no client body to pause."""
-
-    def pause_request_body(self) -> None:
-        pass
-
-    def resume_request_body(self) -> None:
-        pass
-
-
-_NO_CLIENT = _NoClient()
-
-
-class BackendCall:
+class BackendCall(UpstreamUser):
     """One request to one service: pick a target, send on a pooled connection, collect the answer."""
 
     __slots__ = (
         "attempts",
         "body",
         "chunks",
-        "client",
         "delimited",
         "endpoint",
-        "finished",
         "future",
         "hash_key",
         "head",
@@ -101,7 +86,6 @@ class BackendCall:
         "received",
         "released",
         "response_headers",
-        "response_started",
         "runtime",
         "sent",
         "service",
@@ -124,6 +108,7 @@ class BackendCall:
         max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         """`head` is the request line and headers without `Host` and framing (added per target)."""
+        super().__init__()
         self.runtime = runtime
         self.service = service
         self.method = method
@@ -131,16 +116,13 @@ class BackendCall:
         self.body = body
         self.hash_key = hash_key
         self.max_body = max_body
-        self.client = _NO_CLIENT
         self.future: asyncio.Future[BackendAnswer] | None = None
         self.upstream: UpstreamConnection | None = None
         self.endpoint: Endpoint | None = None
         self.released = True
         self.tried: list[Endpoint] = []
         self.attempts = 0
-        self.finished = False
         self.sent = False
-        self.response_started = False
         self.delimited = True
         self.status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
@@ -158,12 +140,6 @@ class BackendCall:
         except asyncio.CancelledError:
             self.abort()
             raise
-
-    @property
-    def _as_exchange(self) -> Exchange:
-        # The pool and the connection are typed for the proxy's `Exchange`; a BackendCall has every
-        # attribute and callback they use (see the module docstring).
-        return cast("Exchange", self)
 
     # ------------------------------------------------------------------ target and connection
     def start(self) -> None:
@@ -215,7 +191,7 @@ class BackendCall:
         assert endpoint is not None
         service = self.service
         self.runtime.pool.connect(
-            self._as_exchange,
+            self,
             endpoint.key,
             endpoint.ip,
             endpoint.port,
@@ -257,7 +233,7 @@ class BackendCall:
         self.chunks = []
         self.received = 0
         conn.send(
-            self._as_exchange,
+            self,
             self.head + self.service.host_header(endpoint) + framing + body,
             self.method == "HEAD",
         )

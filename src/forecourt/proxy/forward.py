@@ -34,6 +34,7 @@ from forecourt.http.headers import (
 )
 from forecourt.http.response_head import header_pairs, reason_phrase
 from forecourt.http.status import SERVER_HEADER, VIA_VALUE, error_response, status_line
+from forecourt.http.upstream_user import UpstreamUser
 from forecourt.upstream.health import Outcome
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ NO_PEER_MESSAGE = "failure to get a peer from the ring-balancer"
 BREAKER_OPEN_MESSAGE = "The upstream server is currently unavailable (circuit breaker open)"
 
 
-class Exchange:
+class Exchange(UpstreamUser):
     """One request forwarded to a service, with retries, until its response is fully written."""
 
     __slots__ = (
@@ -80,7 +81,6 @@ class Exchange:
         "close_delimited",
         "ctx",
         "endpoint",
-        "finished",
         "head_held",
         "out",
         "pending",
@@ -88,7 +88,6 @@ class Exchange:
         "released",
         "req",
         "response_bytes",
-        "response_started",
         "retry_token",
         "route",
         "runtime",
@@ -109,6 +108,7 @@ class Exchange:
         route: RoutePlan,
         ctx: Context | None = None,
     ) -> None:
+        super().__init__()
         self.runtime = runtime
         self.ctx = ctx
         if ctx is not None:
@@ -127,8 +127,6 @@ class Exchange:
         self.attempts = 0
         self.bytes_sent_upstream = False
         self.streaming_body = False
-        self.response_started = False
-        self.finished = False
         self.head_held = False
         self.rechunk = False
         self.close_delimited = False
@@ -663,6 +661,12 @@ class Exchange:
             self.upstream.resume_reading()
 
     # ------------------------------------------------------------------ failures
+    def pause_request_body(self) -> None:
+        self.client.pause_request_body()
+
+    def resume_request_body(self) -> None:
+        self.client.resume_request_body()
+
     def upstream_lost(self, exc: Exception | None) -> None:
         """The upstream connection closed while this exchange was using it."""
         conn = self.upstream

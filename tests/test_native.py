@@ -1,0 +1,82 @@
+"""The guard that keeps stale compiled (mypyc) modules from loading (forecourt._native)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from forecourt import _native
+
+MODULES = ("pkg.a", "pkg.sub.b")
+
+
+def _tree(tmp_path: Path) -> Path:
+    root = tmp_path / "src"
+    (root / "pkg" / "sub").mkdir(parents=True)
+    (root / "pkg" / "a.py").write_text("VALUE = 1\n")
+    (root / "pkg" / "sub" / "b.py").write_text("VALUE = 2\n")
+    return root
+
+
+def test_a_tree_without_a_build_record_is_not_built(tmp_path: Path) -> None:
+    assert _native.stale_reason(tmp_path / "missing.json", _tree(tmp_path)) == "not built"
+
+
+def test_a_build_matching_its_sources_is_current_and_an_edit_makes_it_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_native, "COMPILED_MODULES", MODULES)
+    root = _tree(tmp_path)
+    manifest = tmp_path / "build.json"
+    hashes = _native.source_hashes(MODULES, root)
+    manifest.write_text(json.dumps({"tag": _native.build_tag(), "modules": hashes}))
+    assert _native.stale_reason(manifest, root) is None
+    (root / "pkg" / "sub" / "b.py").write_text("VALUE = 3\n")
+    assert _native.stale_reason(manifest, root) == "sources changed since the build (pkg.sub.b)"
+
+
+def test_a_build_for_another_interpreter_or_module_list_is_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_native, "COMPILED_MODULES", MODULES)
+    root = _tree(tmp_path)
+    manifest = tmp_path / "build.json"
+    hashes = _native.source_hashes(MODULES, root)
+    manifest.write_text(json.dumps({"tag": "cpython-39-linux", "modules": hashes}))
+    assert "built for cpython-39-linux" in (_native.stale_reason(manifest, root) or "")
+    manifest.write_text(json.dumps({"tag": _native.build_tag(), "modules": {"pkg.a": hashes["pkg.a"]}}))
+    assert _native.stale_reason(manifest, root) == "the list of compiled modules changed"
+    manifest.write_text("{not json")
+    assert "unreadable build record" in (_native.stale_reason(manifest, root) or "")
+
+
+def test_the_source_first_finder_loads_listed_modules_from_their_py_files(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    finder = _native.SourceFirstFinder(MODULES, root)
+    spec = finder.find_spec("pkg.sub.b", None)
+    assert spec is not None and spec.origin == str(root / "pkg" / "sub" / "b.py")
+    assert finder.find_spec("pkg.other", None) is None
+
+
+def _loaded_from(env: dict[str, str]) -> tuple[str, str]:
+    code = "import forecourt, forecourt.http.server as s; print(forecourt.NATIVE_STATUS); print(s.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    return out[0], out[1]
+
+
+def test_pure_python_can_be_forced_and_a_current_build_is_used() -> None:
+    env = {k: v for k, v in os.environ.items() if k != _native.PURE_PYTHON_ENV}
+    status, origin = _loaded_from({**env, _native.PURE_PYTHON_ENV: "1"})
+    assert status.startswith("pure Python") and origin.endswith("server.py")
+    status, origin = _loaded_from(env)
+    if _native.stale_reason() is None:  # `make test` builds first: this is the branch CI takes
+        assert status.startswith("compiled") and origin.endswith(".so")
+    else:
+        assert status.startswith("pure Python") and origin.endswith("server.py")
