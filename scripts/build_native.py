@@ -63,7 +63,7 @@ import sys
 from setuptools import setup
 from mypyc.build import mypycify
 paths = sys.argv[1:]
-sys.argv[1:] = ["build_ext", "--inplace", "--build-temp", {temp!r}]
+sys.argv[1:] = ["build_ext", "--inplace", "--build-temp", {temp!r}, "--build-lib", {lib!r}]
 setup(name="forecourt-native", ext_modules=mypycify(paths, opt_level="3", group_name={group!r},
       target_dir={target!r}))
 """
@@ -72,7 +72,9 @@ setup(name="forecourt-native", ext_modules=mypycify(paths, opt_level="3", group_
 def build(native: Any) -> tuple[bool, str]:
     modules: tuple[str, ...] = native.COMPILED_MODULES
     paths = [str(native.source_path(m).relative_to(SRC)) for m in modules]
-    script = SETUP.format(temp=str(BUILD_DIR / "temp"), group=GROUP, target=str(BUILD_DIR / "c"))
+    script = SETUP.format(
+        temp=str(BUILD_DIR / "temp"), lib=str(BUILD_DIR / "lib"), group=GROUP, target=str(BUILD_DIR / "c")
+    )
     # (The build imports nothing of ours to run, but a stray import must not warn about staleness.)
     env = {**os.environ, "MYPY_CACHE_DIR": str(BUILD_DIR / "mypy-cache"), native.PURE_PYTHON_ENV: "1"}
     done = subprocess.run(

@@ -7,7 +7,6 @@ reload; everything a request needs from it is read once, when the request is rou
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 from collections.abc import Awaitable
@@ -86,14 +85,17 @@ class GatewayRuntime:
         self.connections_accepted = 0
         self.total_requests = 0
         self._id_prefix = os.urandom(8).hex()
-        self._id_counter = itertools.count(1)
+        self._id_serial = 1 << 60
         self._watchdog: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ per request
     def new_request_id(self) -> str:
-        """32 hex digits like Kong's request ids: a random per-worker prefix and a counter."""
-        return f"{self._id_prefix}{next(self._id_counter):016x}"
+        """32 hex digits like Kong's request ids: a random per-worker prefix and a counter. The
+        counter starts at 2**60 so `hex()` always gives 16 digits: a format spec ("016x") goes
+        through the string formatter, which cost more than the rest of routing."""
+        self._id_serial += 1
+        return self._id_prefix + hex(self._id_serial)[2:]
 
     def route(self, req: Request, client: ClientConnection) -> None:
         """Normalise the target and resolve the route; errors are recorded on the request."""

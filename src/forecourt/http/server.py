@@ -225,17 +225,16 @@ class ClientConnection(asyncio.Protocol):
         size = 0
         host: bytes | None = None
         forwarded: list[bytes] = []
-        keep = forwarded.append
         kinds = REQUEST_HEADER_KINDS
         for name, value in headers:
             kind = kinds.get(name)
             if kind is None:
                 kind = request_header_kind(name)
             if kind == _FORWARDED:
-                keep(name)
-                keep(b": ")
-                keep(value)
-                keep(b"\r\n")
+                forwarded.append(name)
+                forwarded.append(b": ")
+                forwarded.append(value)
+                forwarded.append(b"\r\n")
                 continue
             size += len(name) + len(value)
             if kind == _HOST:

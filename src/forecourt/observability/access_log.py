@@ -9,7 +9,7 @@ through `ctx.shared[LOG_FIELDS]`.
 from __future__ import annotations
 
 import os
-import time
+from time import time as wall_clock
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -58,7 +58,7 @@ class AccessLog:
         end = ex.runtime.loop.time()
         endpoint = ex.endpoint
         record = {
-            "ts": time.time(),
+            "ts": wall_clock(),
             "request_id": req.request_id,
             "client_ip": ex.client.client_ip,
             "method": req.method,
@@ -80,7 +80,7 @@ class AccessLog:
         }
         if self.gateway:
             record["gateway"] = self.gateway
-        backends = getattr(ex, "backend_log", None)  # an aggregate: per-backend status and latency
+        backends = ex.backend_outcomes()  # an aggregate's per-backend status and latency
         if backends is not None:
             record["backends"] = backends
         ctx = ex.ctx
@@ -98,7 +98,7 @@ class AccessLog:
         if self.fd is None:
             return
         record = {
-            "ts": time.time(),
+            "ts": wall_clock(),
             "request_id": req.request_id,
             "client_ip": client.client_ip,
             "method": req.method,

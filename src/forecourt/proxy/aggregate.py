@@ -238,6 +238,9 @@ class AggregateExchange(Exchange):
         # Per-backend status, latency and target; the access log adds it to the request's line.
         self.backend_log: dict[str, dict[str, Any]] | None = None
 
+    def backend_outcomes(self) -> dict[str, dict[str, Any]] | None:
+        return self.backend_log
+
     def start(self) -> None:
         """Called where a plain route starts forwarding: after the access phase let the request in."""
         if self.fan_out is not None or self.finished:
@@ -403,29 +406,28 @@ class AggregateExchange(Exchange):
         ]
         # The request line and the configured headers identify the answer in the fallback cache.
         cache_key = b"".join(lines) + b"".join(name + b"=" + value + b"\n" for name, value in configured)
-        append = lines.append
         named = {name.lower() for name, _ in configured}
         for name, value in configured:
-            append(name + b": " + value + b"\r\n")
+            lines.append(name + b": " + value + b"\r\n")
         body = b""
         if backend.body is not None:
             if backend.body_is_json:
                 body = orjson.dumps(_render_body(backend.body, source))
                 if b"content-type" not in named:
-                    append(b"Content-Type: application/json\r\n")
+                    lines.append(b"Content-Type: application/json\r\n")
             else:
                 assert isinstance(backend.body, Template)
                 body = backend.body.render(source).encode()
         if b"accept" not in named:
-            append(b"Accept: application/json\r\n")
+            lines.append(b"Accept: application/json\r\n")
         client = self.client
         ip = client.client_ip.encode()
         forwarded = [v for n, v in req.headers if n.lower() == b"x-forwarded-for"]
-        append(b"X-Forwarded-For: " + b", ".join([*forwarded, ip]) + b"\r\n")
-        append(client.conn_headers)
-        append(b"X-Forwarded-Path: " + req.raw_path.encode("latin-1", "replace") + b"\r\n")
-        append(b"Via: " + VIA_VALUE + b"\r\n")
-        append(self.runtime.request_id_header + b": " + req.request_id.encode() + b"\r\n")
+        lines.append(b"X-Forwarded-For: " + b", ".join([*forwarded, ip]) + b"\r\n")
+        lines.append(client.conn_headers)
+        lines.append(b"X-Forwarded-Path: " + req.raw_path.encode("latin-1", "replace") + b"\r\n")
+        lines.append(b"Via: " + VIA_VALUE + b"\r\n")
+        lines.append(self.runtime.request_id_header + b": " + req.request_id.encode() + b"\r\n")
         head = b"".join(lines)
         return backend.method, head, body, cache_key
 
