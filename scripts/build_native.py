@@ -42,19 +42,15 @@ def load_native_module() -> Any:
     return module
 
 
-def built_files(modules: tuple[str, ...]) -> list[Path]:
-    """Every extension a build of `modules` leaves in the source tree."""
-    found = list(SRC.glob(f"{GROUP}__mypyc*.so"))
-    for module in modules:
-        base = SRC.joinpath(*module.split("."))
-        found += base.parent.glob(base.name + ".*.so")
-    return found
+def built_files() -> list[Path]:
+    """Every extension a build left in the source tree (also of modules no longer on the list)."""
+    return [*SRC.glob(f"{GROUP}__mypyc*.so"), *(SRC / "forecourt").rglob("*.so")]
 
 
 def clean(native: Any) -> None:
     manifest: Path = native.MANIFEST
     manifest.unlink(missing_ok=True)
-    for path in built_files(native.COMPILED_MODULES):
+    for path in built_files():
         path.unlink()
 
 
@@ -113,7 +109,7 @@ def main() -> int:
         return 1 if args.require else 0
     manifest: Path = native.MANIFEST
     manifest.write_text(json.dumps({"tag": native.build_tag(), "modules": hashes}, indent=1) + "\n")
-    print(f"build_native: compiled {len(hashes)} modules ({len(built_files(tuple(hashes)))} extensions)")
+    print(f"build_native: compiled {len(hashes)} modules ({len(built_files())} extensions)")
     return 0
 
 

@@ -75,6 +75,28 @@ _SPECIAL_REQUEST_HEADERS: dict[bytes, int] = {
 }
 
 
+def _shape(name: bytes) -> int:
+    """A name's length and first letter (case folded), as an index into `_MAYBE_SPECIAL`."""
+    return ((len(name) & 63) << 5) | (name[0] & 31)
+
+
+# Shapes of the special names: a header whose shape is not marked is forwarded without hashing its
+# name for a dict lookup (most of a request's headers; false positives just take the lookup).
+_SPECIAL_SHAPES = frozenset(_shape(n) for n in _SPECIAL_REQUEST_HEADERS)
+_MAYBE_SPECIAL: Final = bytes(1 if i in _SPECIAL_SHAPES else 0 for i in range(2048))
+
+
+def classify_request_header(name: bytes) -> int:
+    """How the proxy treats request header `name`: `request_header_kind`, with most names decided
+    by their shape alone. (An empty name, which llhttp never passes, is dropped.)"""
+    if not name:
+        return DROPPED
+    if not _MAYBE_SPECIAL[((len(name) & 63) << 5) | (name[0] & 31)]:
+        return FORWARDED
+    kind = REQUEST_HEADER_KINDS.get(name)
+    return kind if kind is not None else request_header_kind(name)
+
+
 def request_header_kind(name: bytes) -> int:
     """How the proxy treats request header `name` (as spelled by the client); cached by spelling."""
     kind = _SPECIAL_REQUEST_HEADERS.get(name.lower(), FORWARDED)

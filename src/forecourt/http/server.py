@@ -28,8 +28,8 @@ from forecourt.http.headers import EXPECT as _EXPECT
 from forecourt.http.headers import FORWARDED as _FORWARDED
 from forecourt.http.headers import FORWARDED_FOR as _FORWARDED_FOR
 from forecourt.http.headers import HOST as _HOST
-from forecourt.http.headers import REQUEST_HEADER_KINDS, request_header_kind
 from forecourt.http.headers import TRANSFER_ENCODING as _TRANSFER_ENCODING
+from forecourt.http.headers import classify_request_header
 from forecourt.http.request import Request
 from forecourt.http.status import error_response
 
@@ -225,11 +225,8 @@ class ClientConnection(asyncio.Protocol):
         size = 0
         host: bytes | None = None
         forwarded: list[bytes] = []
-        kinds = REQUEST_HEADER_KINDS
         for name, value in headers:
-            kind = kinds.get(name)
-            if kind is None:
-                kind = request_header_kind(name)
+            kind = classify_request_header(name)
             if kind == _FORWARDED:
                 forwarded.append(name)
                 forwarded.append(b": ")

@@ -29,8 +29,7 @@ from forecourt.http.headers import (
     FORWARDED_FOR,
     HOP_BY_HOP,
     IDEMPOTENT_METHODS,
-    REQUEST_HEADER_KINDS,
-    request_header_kind,
+    classify_request_header,
 )
 from forecourt.http.response_head import header_pairs, reason_phrase
 from forecourt.http.status import SERVER_HEADER, VIA_VALUE, error_response, status_line
@@ -341,12 +340,9 @@ class Exchange(UpstreamUser):
             return None
         if len(headers) == count:
             return b""
-        kinds = REQUEST_HEADER_KINDS
         parts: list[bytes] = []
         for name, value in headers[count:]:
-            kind = kinds.get(name)
-            if kind is None:
-                kind = request_header_kind(name)
+            kind = classify_request_header(name)
             if kind != FORWARDED:
                 return None
             parts.append(name)
@@ -360,13 +356,10 @@ class Exchange(UpstreamUser):
         client's `Connection` header names headers to drop. Also the client's X-Forwarded-For."""
         req = self.req
         tokens = req.conn_tokens
-        kinds = REQUEST_HEADER_KINDS
         parts: list[bytes] = []
         xff: bytes | None = None
         for name, value in req.headers:
-            kind = kinds.get(name)
-            if kind is None:
-                kind = request_header_kind(name)
+            kind = classify_request_header(name)
             if kind != FORWARDED:
                 if kind == FORWARDED_FOR:
                     xff = value if xff is None else xff + b", " + value
