@@ -41,6 +41,12 @@ COMPILED_MODULES: tuple[str, ...] = (
     "forecourt.routing.router",
     "forecourt.routing.normalize",
     "forecourt.observability.access_log",
+    "forecourt.pipeline.context",
+    "forecourt.pipeline.chain",
+    "forecourt.plugins._consumer_headers",
+    "forecourt.plugins.jwt.plugin",
+    "forecourt.plugins.rate_limiting",
+    "forecourt.state.counters",
     "forecourt.upstream.balancers.round_robin",
 )
 

@@ -51,6 +51,7 @@ from pathlib import Path
 from types import FrameType
 from typing import NoReturn
 
+from forecourt import NATIVE_STATUS
 from forecourt.config import ConfigError
 from forecourt.gateway import (
     LAST_GOOD,
@@ -228,7 +229,7 @@ class Supervisor:
         previous = {sig: signal.signal(sig, _wake_only) for sig in _SUPERVISOR_SIGNALS}
         previous_fd = signal.set_wakeup_fd(self._wake_w)
         try:
-            log.info("supervisor started: %d worker(s)", len(self.slots))
+            log.info("supervisor started: %d worker(s), %s", len(self.slots), NATIVE_STATUS)
             for slot in self.slots:
                 self._spawn(slot)
             while self.stopping is False or self._alive():

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-from typing import Any, cast
+import asyncio
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from forecourt.config import load_config
 from forecourt.http.request import Request
+from forecourt.http.server import ClientConnection
+from forecourt.observability import AccessLog
 from forecourt.pipeline import Consumer, Context
+from forecourt.plan.build import PlanBuilder
 from forecourt.plugins.templates import ContextSource, TemplateError, compile_template, parse_query
 from forecourt.routing import RouteSpec
 from forecourt.routing.match import RouteMatch
+from forecourt.runtime import GatewayRuntime, Listener
 
 
 class DictSource:
@@ -112,18 +118,51 @@ def test_parse_query() -> None:
     assert parse_query(b"") == []
 
 
-def _context(headers: list[tuple[bytes, bytes]], query: bytes, captures: dict[str, str]) -> Context:
-    req = Request(0.0)
-    req.headers = headers
-    req.query = query
-    spec = RouteSpec(name="r", paths=("/",))
-    req.match = RouteMatch(spec, captures, "/", 1)
-    client = SimpleNamespace(client_ip="127.0.0.1")
-    return Context(req, cast(Any, client), cast(Any, None), cast(Any, None))
+ContextFactory = Callable[[list[tuple[bytes, bytes]], bytes, dict[str, str]], Context]
+
+_ROUTE_WITH_A_PLUGIN = """
+_format_version: "3.0"
+services:
+- name: s
+  url: http://127.0.0.1:9
+  routes:
+  - name: r
+    paths: ["/"]
+    plugins:
+    - name: correlation-id
+"""
 
 
-def test_context_source_reads_a_snapshot_of_the_request() -> None:
-    ctx = _context(
+@pytest.fixture
+def make_context(tmp_path: Path) -> Iterator[ContextFactory]:
+    """A request's plugin context built from real parts: a loaded route, a runtime, a client
+    connection (the per-request classes are compiled, and compiled code checks their types)."""
+    config = tmp_path / "kong.yml"
+    config.write_text(_ROUTE_WITH_A_PLUGIN)
+    builder = PlanBuilder()
+    plan = builder.build(load_config(str(config), builder.registry))
+    route = plan.routes["r"]
+    chain = route.chain
+    assert chain is not None
+    loop = asyncio.new_event_loop()
+    runtime = GatewayRuntime(plan, loop=loop, access_log=AccessLog.open("off"))
+    client = ClientConnection(runtime, Listener("127.0.0.1", 8000))
+    client.client_ip = "127.0.0.1"
+
+    def make(headers: list[tuple[bytes, bytes]], query: bytes, captures: dict[str, str]) -> Context:
+        req = Request(0.0)
+        req.headers = headers
+        req.query = query
+        spec = RouteSpec(name="r", paths=("/",))
+        req.match = RouteMatch(spec, captures, "/", 1)
+        return Context(req, client, route, chain)
+
+    yield make
+    loop.close()
+
+
+def test_context_source_reads_a_snapshot_of_the_request(make_context: ContextFactory) -> None:
+    ctx = make_context(
         [(b"X-User", b"alice"), (b"Accept", b"a"), (b"accept", b"b")], b"?page=2&page=3", {"id": "7"}
     )
     ctx.consumer = Consumer(id="c1", username="bob", custom_id=None)
@@ -140,6 +179,6 @@ def test_context_source_reads_a_snapshot_of_the_request() -> None:
     assert template.render(source) == "alice a, b 2 7 bob c1  s true 5 acme []"
 
 
-def test_context_source_without_consumer_or_jwt() -> None:
-    source = ContextSource(_context([], b"", {}))
+def test_context_source_without_consumer_or_jwt(make_context: ContextFactory) -> None:
+    source = ContextSource(make_context([], b"", {}))
     assert compile_template('$(consumer.username or jwt.sub or "anonymous")').render(source) == "anonymous"

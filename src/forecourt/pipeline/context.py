@@ -137,6 +137,14 @@ class Context:
         # The exchange serving this request (status, sizes, timings): what log-phase plugins read.
         self.exchange: Exchange | None = None
 
+    def start_response(
+        self, status: int, headers: list[tuple[bytes, bytes]] | None, wire: bytes | None
+    ) -> ResponseHead:
+        """The head response-phase plugins will see, as pairs or as an upstream's wire bytes."""
+        head = ResponseHead(status, b"", headers, wire)
+        self.response_head = head
+        return head
+
     # ------------------------------------------------------------------ request headers
     @property
     def client_ip(self) -> str:

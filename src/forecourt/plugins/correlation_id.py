@@ -70,13 +70,15 @@ os.register_at_fork(after_in_child=_WorkerIds.reset)
 
 _getrandbits = random.getrandbits
 _UUID4_MASK = ((1 << 128) - 1) & ~(0xF000 << 64) & ~(0xC000 << 48)
-_UUID4_BITS = (0x4000 << 64) | (0x8000 << 48)
+# The version and variant bits, and bit 128 so that `hex()` always has 33 digits (no format spec:
+# "032x" goes through the string formatter, ~30% of this function's cost).
+_UUID4_BITS = (0x4000 << 64) | (0x8000 << 48) | (1 << 128)
 
 
 def uuid4_text() -> str:
     """A random version-4 UUID in its usual text form (not for secrets: ids only)."""
-    h = f"{_getrandbits(128) & _UUID4_MASK | _UUID4_BITS:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = hex(_getrandbits(128) & _UUID4_MASK | _UUID4_BITS)  # "0x1" and 32 digits
+    return f"{h[3:11]}-{h[11:15]}-{h[15:19]}-{h[19:23]}-{h[23:]}"
 
 
 def uuid_counter_text() -> str:

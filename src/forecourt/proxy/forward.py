@@ -575,10 +575,7 @@ class Exchange(UpstreamUser):
     ) -> ResponseHead:
         """Let response-phase plugins see and change the head (Kong's header_filter): given as
         pairs, or as an upstream's wire bytes (parsed only if a plugin needs the list)."""
-        from forecourt.pipeline import ResponseHead
-
-        head = ResponseHead(status, b"", headers, wire)
-        ctx.response_head = head
+        head = ctx.start_response(status, headers, wire)
         for plugin in ctx.chain.response:
             plugin.response(ctx, head)
         if ctx.chain.body:

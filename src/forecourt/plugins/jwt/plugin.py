@@ -28,7 +28,10 @@ from urllib.parse import parse_qsl
 import orjson
 
 from forecourt.config.credentials import JWT_ALGORITHMS
-from forecourt.pipeline import Context, Credential, Plugin, PluginEnv, PluginScope, Response
+from forecourt.pipeline.consumers import Credential
+from forecourt.pipeline.context import Context
+from forecourt.pipeline.plugin import Plugin, PluginEnv, PluginScope
+from forecourt.pipeline.response import Response
 from forecourt.plugins._consumer_headers import (
     CONSUMER_HEADER_LENGTHS,
     CONSUMER_HEADER_NAMES,
