@@ -44,6 +44,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "forecourt.pipeline.context",
     "forecourt.pipeline.chain",
     "forecourt.plugins._consumer_headers",
+    "forecourt.plugins.correlation_ids",
     "forecourt.plugins.jwt.plugin",
     "forecourt.plugins.rate_limiting",
     "forecourt.state.counters",

@@ -14,10 +14,10 @@ import pytest
 from forecourt.plugins.correlation_id import (
     CorrelationIdConfig,
     CorrelationIdPlugin,
-    _WorkerIds,
     uuid4_text,
     uuid_counter_text,
 )
+from forecourt.plugins.correlation_ids import WORKER_IDS
 from tests.plugins.offloading_helpers import config_errors
 from tests.support.gateway import GatewayProcess
 from tests.support.upstreams import DemoUpstream
@@ -77,7 +77,7 @@ def test_uuid_counter_is_a_worker_uuid_and_a_counter() -> None:
 
 
 def test_forked_workers_get_their_own_uuid_prefix() -> None:
-    parent = _WorkerIds.prefix
+    parent = WORKER_IDS.prefix
     read, write = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads (Python >= 3.12)
