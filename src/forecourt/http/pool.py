@@ -37,6 +37,7 @@ class ConnectionPool:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limits: PoolLimits | None = None) -> None:
         self.loop = loop
+        self.clock: Callable[[], float] = loop.time  # bound once (see GatewayRuntime.clock)
         self.limits = limits or PoolLimits()
         self.idle: dict[str, list[UpstreamConnection]] = {}
         self.open: dict[str, int] = {}
@@ -74,7 +75,7 @@ class ConnectionPool:
         idle = self.idle.setdefault(conn.key, [])
         if len(idle) >= self.limits.max_idle:
             idle.pop(0).close()
-        conn.deadline = self.loop.time() + self.limits.idle_timeout
+        conn.deadline = self.clock() + self.limits.idle_timeout
         idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:

@@ -111,7 +111,7 @@ class ClientConnection(asyncio.Protocol):
         self.conn_headers_xff = b"X-Forwarded-For: " + self.ip_bytes + b"\r\n" + self.conn_headers
         ssl_object = transport.get_extra_info("ssl_object")
         self.sni: str | None = ssl_object.server_hostname if ssl_object is not None else None
-        self.deadline = self.runtime.loop.time() + self.runtime.limits.header_timeout
+        self.deadline = self.runtime.clock() + self.runtime.limits.header_timeout
         self.runtime.clients.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -184,7 +184,7 @@ class ClientConnection(asyncio.Protocol):
 
     # ------------------------------------------------------------------ parser callbacks
     def on_message_begin(self) -> None:
-        req = Request(self.runtime.loop.time())
+        req = Request(self.runtime.clock())
         self.parsing = req
         self.headers = req.headers
         self.head_bytes = 0
@@ -274,7 +274,7 @@ class ClientConnection(asyncio.Protocol):
         req.body_bytes += len(body)
         if req.body_bytes > self.runtime.limits.max_body_bytes:
             raise RequestRejected(413)
-        self.deadline = self.runtime.loop.time() + self.runtime.limits.body_timeout
+        self.deadline = self.runtime.clock() + self.runtime.limits.body_timeout
         exchange = self.exchange
         if exchange is not None and exchange.req is req and exchange.streaming_body:
             exchange.send_body(body)
@@ -334,7 +334,7 @@ class ClientConnection(asyncio.Protocol):
                 self.close()
             return
         if not self.queue and self.parsing is None:
-            self.deadline = self.runtime.loop.time() + self.runtime.limits.keepalive_timeout
+            self.deadline = self.runtime.clock() + self.runtime.limits.keepalive_timeout
         self.pump()
         self._resume_reading_when_idle()
 
@@ -364,7 +364,7 @@ class ClientConnection(asyncio.Protocol):
         self.closing = True
         self.queue.clear()
         transport.write_eof()
-        self.deadline = self.runtime.loop.time() + _LINGER_SECONDS
+        self.deadline = self.runtime.clock() + _LINGER_SECONDS
         if self.reading_paused:
             self.reading_paused = False
             transport.resume_reading()
@@ -391,7 +391,7 @@ class ClientConnection(asyncio.Protocol):
     # ------------------------------------------------------------------ errors
     def _reject(self, status: int, message: str | None = None) -> None:
         """A parse error: drop the partial request, answer after what was already queued, close."""
-        req = self.parsing or Request(self.runtime.loop.time())
+        req = self.parsing or Request(self.runtime.clock())
         self.parsing = None
         if req in self.queue:
             self.queue.remove(req)

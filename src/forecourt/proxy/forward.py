@@ -238,7 +238,7 @@ class Exchange(UpstreamUser):
             return
         self.upstream = conn
         req = self.req
-        loop_time = self.runtime.loop.time()
+        loop_time = self.runtime.clock()
         head = self.build_head()
         if req.complete:
             body = req.body
@@ -378,7 +378,7 @@ class Exchange(UpstreamUser):
         if conn is None:
             self.req.body.append(chunk)
             return
-        conn.deadline = self.runtime.loop.time() + self.service.write_timeout
+        conn.deadline = self.runtime.clock() + self.service.write_timeout
         conn.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.req.chunked else chunk)
 
     def body_complete(self) -> None:
@@ -388,7 +388,7 @@ class Exchange(UpstreamUser):
             return
         if self.req.chunked:
             conn.write(b"0\r\n\r\n")
-        conn.deadline = self.runtime.loop.time() + self.service.read_timeout
+        conn.deadline = self.runtime.clock() + self.service.read_timeout
 
     def abort_request(self) -> None:
         """The client's streamed body turned out malformed: the upstream must not act on it."""
@@ -411,7 +411,7 @@ class Exchange(UpstreamUser):
             self.note_status(status)
         if 502 <= status <= 504 and self.retry_status():
             return
-        now = self.runtime.loop.time()
+        now = self.runtime.clock()
         self.t_first_byte = now
         self.status = status
         self.response_started = True
@@ -824,7 +824,7 @@ class Exchange(UpstreamUser):
         if self.finished:
             return
         req = self.req
-        self.t_sent = self.runtime.loop.time()
+        self.t_sent = self.runtime.clock()
         status = response.status
         body = response.render_body(req.request_id)
         headers = list(response.headers)
