@@ -12,6 +12,10 @@ Templates may use `{redis_port}`: a redis-server is then started on cpu1 (beside
     python bench/run.py --scenario offload-local  # jwt + rate-limiting (local) + correlation-id
     python bench/run.py --scenario all            # every scenario in bench/configs/
     python bench/run.py -- --headers minimal      # anything after -- goes to compare.py
+    python bench/run.py --access-log off          # like for like: the harness's nginx logs nothing
+
+Forecourt's access log is on by default here (as in production); `--access-log off` compares the
+proxies doing the same job. `bench/inprocess.py` measures the Python cost of one request alone.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ COMPILED_MODULES: tuple[str, ...] = (
     "forecourt.plugins.jwt.plugin",
     "forecourt.plugins.rate_limiting",
     "forecourt.state.counters",
+    "forecourt.state.shared_table",
     "forecourt.upstream.balancers.round_robin",
 )
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from mypy_extensions import mypyc_attr
+
 from forecourt.http.response_head import header_pairs
 
 if TYPE_CHECKING:
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from forecourt.proxy.forward import Exchange
 
 
+# Compiled: one freed instance is kept for the next request (no allocation per request).
+@mypyc_attr(free_list_len=1)
 class ResponseHead:
     """The status and headers of a response while response-phase plugins may still change them.
 
@@ -104,6 +108,8 @@ class ResponseHead:
             self.headers.extend(headers)
 
 
+# Compiled: one freed instance is kept for the next request (no allocation per request).
+@mypyc_attr(free_list_len=1)
 class Context:
     """One request's plugin state."""
 

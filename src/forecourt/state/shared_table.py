@@ -60,6 +60,8 @@ from hashlib import blake2b
 from pathlib import Path
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 from forecourt.state.counters import StoreError, Usage, Window
 
 log = logging.getLogger(__name__)
@@ -147,6 +149,8 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+# Compiled as a regular class: `_private_tables` holds weak references to tables.
+@mypyc_attr(native_class=False)
 class SharedCounterTable:
     """Fixed-window counters in a memory-mapped file, exact across processes (see module docs)."""
 
