@@ -27,13 +27,18 @@ def test_a_tree_without_a_build_record_is_not_built(tmp_path: Path) -> None:
     assert _native.stale_reason(tmp_path / "missing.json", _tree(tmp_path)) == "not built"
 
 
-def test_a_build_matching_its_sources_is_current_and_an_edit_makes_it_stale(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def built(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, dict[str, str]]:
+    """A source tree of MODULES (the list compiled), its build record's path and its hashes."""
     monkeypatch.setattr(_native, "COMPILED_MODULES", MODULES)
     root = _tree(tmp_path)
-    manifest = tmp_path / "build.json"
-    hashes = _native.source_hashes(MODULES, root)
+    return root, tmp_path / "build.json", _native.source_hashes(MODULES, root)
+
+
+def test_a_build_matching_its_sources_is_current_and_an_edit_makes_it_stale(
+    built: tuple[Path, Path, dict[str, str]],
+) -> None:
+    root, manifest, hashes = built
     manifest.write_text(json.dumps({"tag": _native.build_tag(), "modules": hashes}))
     assert _native.stale_reason(manifest, root) is None
     (root / "pkg" / "sub" / "b.py").write_text("VALUE = 3\n")
@@ -41,12 +46,9 @@ def test_a_build_matching_its_sources_is_current_and_an_edit_makes_it_stale(
 
 
 def test_a_build_for_another_interpreter_or_module_list_is_stale(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    built: tuple[Path, Path, dict[str, str]],
 ) -> None:
-    monkeypatch.setattr(_native, "COMPILED_MODULES", MODULES)
-    root = _tree(tmp_path)
-    manifest = tmp_path / "build.json"
-    hashes = _native.source_hashes(MODULES, root)
+    root, manifest, hashes = built
     manifest.write_text(json.dumps({"tag": "cpython-39-linux", "modules": hashes}))
     assert "built for cpython-39-linux" in (_native.stale_reason(manifest, root) or "")
     manifest.write_text(json.dumps({"tag": _native.build_tag(), "modules": {"pkg.a": hashes["pkg.a"]}}))
