@@ -91,7 +91,7 @@ def classify_request_header(name: bytes) -> int:
     by their shape alone. (An empty name, which llhttp never passes, is dropped.)"""
     if not name:
         return DROPPED
-    if not _MAYBE_SPECIAL[((len(name) & 63) << 5) | (name[0] & 31)]:
+    if not _MAYBE_SPECIAL[_shape(name)]:
         return FORWARDED
     kind = REQUEST_HEADER_KINDS.get(name)
     return kind if kind is not None else request_header_kind(name)

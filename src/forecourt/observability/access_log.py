@@ -135,6 +135,7 @@ class AccessLog:
             if written < sum(len(chunk) for chunk in batch):
                 _write_rest(self.fd, b"".join(batch)[written:])
 
+
 def _write_rest(fd: int, data: bytes) -> None:
     """What a short `writev` left (a pipe, a full disk): written with plain writes."""
     view = memoryview(data)

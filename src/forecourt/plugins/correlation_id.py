@@ -21,8 +21,8 @@ from pydantic import Field, field_validator
 from forecourt.pipeline import Context, Plugin, PluginConfig, PluginEnv, PluginScope, ResponseHead
 from forecourt.plugins.correlation_ids import (
     SHARED_KEY,
-    WORKER_IDS,
     correlate,
+    next_request_number,
     uuid4_text,
     uuid_counter_id,
     uuid_counter_text,
@@ -70,14 +70,8 @@ def tracker_text(ctx: Context) -> str:
         if isinstance(sock, tuple) and len(sock) >= 2:
             addr, port = sock[0], sock[1]
     return (
-        f"{addr}-{port}-{os.getpid()}-{id(ctx.client) & 0xFFFFFFFF}-"
-        f"{_next_request_number()}-{time.time():.3f}"
+        f"{addr}-{port}-{os.getpid()}-{id(ctx.client) & 0xFFFFFFFF}-{next_request_number()}-{time.time():.3f}"
     )
-
-
-def _next_request_number() -> int:
-    WORKER_IDS.requests += 1
-    return WORKER_IDS.requests
 
 
 class CorrelationIdPlugin(Plugin[CorrelationIdConfig]):

@@ -61,6 +61,13 @@ def uuid_counter_text() -> str:
     return ids.prefix + "#" + str(ids.counter)
 
 
+def next_request_number() -> int:
+    """The `tracker` generator's request number: this worker's request sequence, from 1."""
+    ids = WORKER_IDS
+    ids.requests += 1
+    return ids.requests
+
+
 def uuid_id(ctx: Context) -> str:
     return uuid4_text()
 
