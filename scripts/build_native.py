@@ -6,7 +6,8 @@
     .venv/bin/python scripts/build_native.py --clean    # remove the compiled modules
     .venv/bin/python scripts/build_native.py --require  # fail (exit 1) instead of falling back
 
-The module list is `forecourt._native.COMPILED_MODULES`. The extensions are built in place, beside
+The module list is `forecourt._native.COMPILED_MODULES`, plus the hand-written C helpers of
+`forecourt._native.C_HELPERS`. The extensions are built in place, beside
 their sources (`src/forecourt/**/*.so`, git-ignored), with the C sources and objects in
 `build/mypyc/`. The build records the hashes of the sources it compiled in
 `src/forecourt/_native_build.json`; at import, `forecourt._native` loads the compiled modules only
@@ -56,12 +57,13 @@ def clean(native: Any) -> None:
 
 SETUP = """
 import sys
-from setuptools import setup
+from setuptools import Extension, setup
 from mypyc.build import mypycify
 paths = sys.argv[1:]
 sys.argv[1:] = ["build_ext", "--inplace", "--build-temp", {temp!r}, "--build-lib", {lib!r}]
+helpers = [Extension(name, [source], extra_compile_args=["-O2"]) for name, source in {helpers!r}.items()]
 setup(name="forecourt-native", ext_modules=mypycify(paths, opt_level="3", group_name={group!r},
-      target_dir={target!r}))
+      target_dir={target!r}) + helpers)
 """
 
 
@@ -69,7 +71,11 @@ def build(native: Any) -> tuple[bool, str]:
     modules: tuple[str, ...] = native.COMPILED_MODULES
     paths = [str(native.source_path(m).relative_to(SRC)) for m in modules]
     script = SETUP.format(
-        temp=str(BUILD_DIR / "temp"), lib=str(BUILD_DIR / "lib"), group=GROUP, target=str(BUILD_DIR / "c")
+        temp=str(BUILD_DIR / "temp"),
+        lib=str(BUILD_DIR / "lib"),
+        group=GROUP,
+        target=str(BUILD_DIR / "c"),
+        helpers=native.C_HELPERS,
     )
     # (The build imports nothing of ours to run, but a stray import must not warn about staleness.)
     env = {**os.environ, "MYPY_CACHE_DIR": str(BUILD_DIR / "mypy-cache"), native.PURE_PYTHON_ENV: "1"}
@@ -106,8 +112,12 @@ def main() -> int:
         print(f"build_native: {native.PURE_PYTHON_ENV} is set; not compiling")
         return 0
     clean(native)
-    hashes = native.source_hashes()  # before the build: edits during it show as stale
-    print(f"build_native: compiling {len(hashes)} modules with mypyc (about a minute)", flush=True)
+    hashes = native.source_hashes(native.built_modules())  # before the build: edits during it show as stale
+    print(
+        f"build_native: compiling {len(native.COMPILED_MODULES)} modules with mypyc and "
+        f"{len(native.C_HELPERS)} C helper (about a minute)",
+        flush=True,
+    )
     ok, output = build(native)
     if not ok:
         clean(native)
@@ -116,7 +126,7 @@ def main() -> int:
         return 1 if args.require else 0
     manifest: Path = native.MANIFEST
     manifest.write_text(json.dumps({"tag": native.build_tag(), "modules": hashes}, indent=1) + "\n")
-    print(f"build_native: compiled {len(hashes)} modules ({len(built_files())} extensions)")
+    print(f"build_native: built {len(hashes)} modules ({len(built_files())} extensions)")
     return 0
 
 

@@ -52,6 +52,12 @@ COMPILED_MODULES: tuple[str, ...] = (
     "forecourt.upstream.balancers.round_robin",
 )
 
+# Hand-written C extensions built with them, each the fast path of one compiled module (which falls
+# back to Python without it): module name -> C source. Held to the same staleness check.
+C_HELPERS: dict[str, str] = {
+    "forecourt.state._slot_take": "forecourt/state/_slot_take.c",
+}
+
 SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the directory holding the package
 MANIFEST = Path(__file__).resolve().parent / "_native_build.json"
 PURE_PYTHON_ENV = "FORECOURT_PURE_PYTHON"
@@ -62,7 +68,18 @@ def source_path(module: str, root: Path = SOURCE_ROOT) -> Path:
 
 
 def source_hashes(modules: Sequence[str] = COMPILED_MODULES, root: Path = SOURCE_ROOT) -> dict[str, str]:
-    return {m: hashlib.sha256(source_path(m, root).read_bytes()).hexdigest() for m in modules}
+    """sha256 of each module's source (a C helper's C file; other modules' .py)."""
+    return {
+        m: hashlib.sha256(
+            (root / C_HELPERS[m] if m in C_HELPERS else source_path(m, root)).read_bytes()
+        ).hexdigest()
+        for m in modules
+    }
+
+
+def built_modules() -> tuple[str, ...]:
+    """Everything a build makes: the compiled modules and the C helpers."""
+    return COMPILED_MODULES + tuple(C_HELPERS)
 
 
 def build_tag() -> str:
@@ -81,28 +98,33 @@ def stale_reason(manifest: Path = MANIFEST, root: Path = SOURCE_ROOT) -> str | N
     if recorded.get("tag") != build_tag():
         return f"built for {recorded.get('tag')}, running {build_tag()}"
     modules = recorded.get("modules")
-    if not isinstance(modules, dict) or set(modules) != set(COMPILED_MODULES):
+    expected = built_modules()
+    if not isinstance(modules, dict) or set(modules) != set(expected):
         return "the list of compiled modules changed"
     try:
-        current = source_hashes(COMPILED_MODULES, root)
+        current = source_hashes(expected, root)
     except OSError as exc:
         return f"cannot read a source: {exc}"
-    changed = sorted(m for m in COMPILED_MODULES if modules[m] != current[m])
+    changed = sorted(m for m in expected if modules[m] != current[m])
     if changed:
         return f"sources changed since the build ({', '.join(changed)})"
     return None
 
 
 class SourceFirstFinder(importlib.abc.MetaPathFinder):
-    """Loads the listed modules from their .py files even where a compiled extension exists."""
+    """Loads the listed modules from their .py files even where a compiled extension exists, and
+    hides the C helpers (`hidden`), whose callers then take their Python paths."""
 
-    def __init__(self, modules: Sequence[str], root: Path) -> None:
+    def __init__(self, modules: Sequence[str], root: Path, hidden: Sequence[str] = ()) -> None:
         self.modules = frozenset(modules)
+        self.hidden = frozenset(hidden)
         self.root = root
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
+        if fullname in self.hidden:
+            raise ModuleNotFoundError(f"{fullname} is not used: Forecourt runs as pure Python", name=fullname)
         if fullname not in self.modules:
             return None
         return importlib.util.spec_from_file_location(fullname, source_path(fullname, self.root))
@@ -115,8 +137,8 @@ def _decide() -> str:
     else:
         reason = stale_reason()
     if reason is None:
-        return f"compiled ({len(COMPILED_MODULES)} modules, mypyc)"
-    sys.meta_path.insert(0, SourceFirstFinder(COMPILED_MODULES, SOURCE_ROOT))
+        return f"compiled ({len(COMPILED_MODULES)} modules, mypyc; {len(C_HELPERS)} C helper)"
+    sys.meta_path.insert(0, SourceFirstFinder(COMPILED_MODULES, SOURCE_ROOT, tuple(C_HELPERS)))
     if reason != "not built" and not os.environ.get(PURE_PYTHON_ENV):
         sys.stderr.write(
             f"forecourt: running pure Python: {reason}; `make native` rebuilds the compiled modules\n"

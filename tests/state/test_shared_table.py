@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import importlib
+import logging
 import multiprocessing
 import multiprocessing.synchronize
 import os
+import threading
 import time
 import warnings
 from pathlib import Path
 
 import pytest
 
-from forecourt.state import SharedCounterTable, Usage, Window
+import forecourt
+from forecourt.state import SharedCounterTable, Usage, Window, shared_table
+
+
+@pytest.fixture(autouse=True, params=["c-fast-path", "python"])
+def take_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with the C fast path of one-window takes (when built) and without it."""
+    if request.param == "python":
+        monkeypatch.setattr(shared_table, "_TAKE_HOME", None)
+    elif forecourt.NATIVE_STATUS.startswith("compiled"):
+        assert shared_table._TAKE_HOME is not None
+    return str(request.param)
 
 
 def windows(now: int, **limits: int) -> list[Window]:
@@ -173,13 +187,15 @@ def test_a_private_table_becomes_shared_when_the_process_forks() -> None:
 def _die_holding_the_lock(path: str, key: str) -> None:
     table = SharedCounterTable.open(path)
     table.take(key, windows(int(time.time()), hour=10))
-    _digest, stripe, _base = table._places[key]
+    stripe = table._places[key].stripe
     lock = table._locks[stripe]
     assert table._try_lock(lock) == 0
     os._exit(0)  # killed mid-take: the stripe's lock is still held
 
 
-def test_a_worker_dying_while_holding_a_lock_does_not_wedge_the_table(tmp_path: Path) -> None:
+def test_a_worker_dying_while_holding_a_lock_does_not_wedge_the_table(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = str(tmp_path / "crash.table")
     table = SharedCounterTable.open(path)
     ctx = multiprocessing.get_context("fork")
@@ -190,8 +206,56 @@ def test_a_worker_dying_while_holding_a_lock_does_not_wedge_the_table(tmp_path: 
     child.join(10)
     assert child.exitcode == 0
     # The record lock is dropped by the kernel; the robust mutex is recovered by the next taker.
-    assert table.take("victim", windows(int(time.time()), hour=10)).counts == (2,)
+    with caplog.at_level(logging.WARNING, logger="forecourt.state.shared_table"):
+        assert table.take("victim", windows(int(time.time()), hour=10)).counts == (2,)
     assert table.take("victim", windows(int(time.time()), hour=10)).counts == (3,)
+    if table._mutexes:
+        assert "recovered the lock of a dead worker" in caplog.text
+
+
+def test_a_take_waits_for_a_stripe_locked_by_someone_else(tmp_path: Path) -> None:
+    table = SharedCounterTable(tmp_path / "busy.table")
+    ws = windows(int(time.time()), hour=10)
+    assert table.take("k", ws).counts == (1,)
+    lock = table._locks[table._places["k"].stripe]
+    assert table._try_lock(lock) == 0  # as another process in the middle of a take would
+    results: list[Usage] = []
+    taker = threading.Thread(target=lambda: results.append(table.take("k", ws)))
+    taker.start()
+    taker.join(0.3)
+    assert taker.is_alive() and not results  # waiting, not counting past the lock
+    table._unlock(lock)
+    taker.join(5)
+    assert results == [Usage(True, (2,))]
+
+
+def test_the_c_fast_path_answers_like_the_python_one() -> None:
+    if not forecourt.NATIVE_STATUS.startswith("compiled"):  # pure Python hides the C helper too
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module("forecourt.state._slot_take")
+        assert shared_table._TAKE_HOME is None
+        return
+    from forecourt.state import _slot_take
+
+    assert (_slot_take.UNDECIDED, _slot_take.RECOVERED) == (shared_table._UNDECIDED, shared_table._RECOVERED)
+    table = SharedCounterTable()
+    now = int(time.time())
+    ws = windows(now, hour=2)
+    place = table._place("k")
+    assert table.take("k", ws).counts == (1,)  # claims the home slot (Python path)
+    slot_key, address = table._home(place, "hour")
+    window = ws[0]
+    take = _slot_take.take_home
+    assert take(0, address, slot_key, window.start, window.end, 2, 1) == 2
+    assert take(0, address, slot_key, window.start, window.end, 2, 1) == -3  # refused at count 2
+    assert take(0, address, slot_key ^ 1, window.start, window.end, 2, 1) == _slot_take.UNDECIDED
+    later = window.start + 3600
+    assert take(0, address, slot_key, later, later + 3600, 2, 1) == 1  # the next window from 0
+    with pytest.raises(ValueError):
+        take(0, 0, slot_key, later, later + 3600, 2, 1)
+    with pytest.raises(TypeError):
+        take(0, address, slot_key)  # type: ignore[call-arg]
+    table.release()
 
 
 def test_per_take_cost(tmp_path: Path) -> None:

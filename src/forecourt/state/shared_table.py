@@ -54,13 +54,10 @@ import struct
 import sys
 import tempfile
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from hashlib import blake2b
 from pathlib import Path
-from typing import Any
-
-from mypy_extensions import mypyc_attr
+from typing import Any, Final
 
 from forecourt.state.counters import StoreError, Usage, Window
 
@@ -128,6 +125,21 @@ _PTHREAD = _load_pthread()
 _DEFAULT_LOCKS = _ROBUST_MUTEXES if _PTHREAD is not None else _RECORD_LOCKS
 
 
+def _load_take_home() -> Callable[[int, int, int, int, int, int, int], int] | None:
+    """The C fast path (`_slot_take.c`), when it is built and current (see `forecourt._native`)."""
+    try:
+        from forecourt.state._slot_take import take_home
+    except ImportError:
+        return None
+    return take_home
+
+
+_TAKE_HOME = _load_take_home()
+# take_home's answers that are not counts (values of `_slot_take.c`, checked by the tests).
+_UNDECIDED: Final = -(1 << 61)
+_RECOVERED: Final = _UNDECIDED - 1
+
+
 def _map_file(fd: int, size: int) -> mmap.mmap:
     return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
 
@@ -137,20 +149,36 @@ def _address(area: mmap.mmap) -> int:
     return ctypes.addressof(ctypes.c_char.from_buffer(area))
 
 
-_private_tables: weakref.WeakSet[SharedCounterTable] = weakref.WeakSet()
 _open_tables: dict[str, SharedCounterTable] = {}
 
 
-def _after_fork_in_child() -> None:
-    for table in _private_tables:
-        table.shared = True
+class _ForkCount:
+    """How many times this process's line has forked: a private table made before the latest
+    fork is shared with the parent (and any sibling) since, and must take its locks."""
+
+    def __init__(self) -> None:
+        self.forks = 0
+
+    def forked(self) -> None:
+        self.forks += 1
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_FORK_COUNT: Final = _ForkCount()
+os.register_at_fork(after_in_child=_FORK_COUNT.forked)
 
 
-# Compiled as a regular class: `_private_tables` holds weak references to tables.
-@mypyc_attr(native_class=False)
+class _Place:
+    """Where a key's counters live: its hash, stripe, the stripe's slots and lock, and per period
+    the slot key and home slot address (what the C fast path is given)."""
+
+    def __init__(self, digest: int, stripe: int, base: int, lock_address: int) -> None:
+        self.digest = digest
+        self.stripe = stripe
+        self.base = base
+        self.lock_address = lock_address
+        self.homes: dict[str, tuple[int, int]] = {}
+
+
 class SharedCounterTable:
     """Fixed-window counters in a memory-mapped file, exact across processes (see module docs)."""
 
@@ -168,12 +196,12 @@ class SharedCounterTable:
             fd, name = tempfile.mkstemp(prefix="forecourt-counters-")
             os.unlink(name)
             self.path: str | None = None
-            self.shared = False
-            _private_tables.add(self)
+            # Private until the process forks (see `shared`).
+            self._private_since: int = _FORK_COUNT.forks
         else:
             fd = os.open(os.fspath(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self.path = os.fspath(path)
-            self.shared = True
+            self._private_since = -1
         self._fd = fd
         try:
             self.stripes, self.slots_per_stripe, self.probe, locks, secret, table_map = self._initialise(
@@ -200,7 +228,10 @@ class SharedCounterTable:
         # craft an identifier whose counter collides with another client's.
         self._hasher = blake2b(digest_size=8, key=secret)
         self._salts: dict[str, int] = {}
-        self._places: dict[str, tuple[int, int, int]] = {}
+        self._places: dict[str, _Place] = {}
+        self._map_address = _address(table_map)
+        self._mutexes = locks == _ROBUST_MUTEXES
+        self._take_home: Callable[[int, int, int, int, int, int, int], int] | None = _TAKE_HOME
         self._evictions = 0
 
     @classmethod
@@ -296,46 +327,62 @@ class SharedCounterTable:
             raise StoreError(f"cannot lock the counter table: {os.strerror(status)}")
 
     @property
+    def shared(self) -> bool:
+        """Whether other processes may use the table (so a take must lock its stripe)."""
+        return self._private_since != _FORK_COUNT.forks
+
+    @property
     def closed(self) -> bool:
         return self._map is None
 
     # ------------------------------------------------------------------ the one operation
     def take(self, key: str, windows: Sequence[Window], amount: int = 1) -> Usage:
         """Count `amount` for `key` in every window unless one would go over its limit (atomic)."""
-        mm = self._map
-        if mm is None:
+        if self._map is None:
             raise StoreError("the counter table is closed")
         place = self._places.get(key)
         if place is None:
             place = self._place(key)
-        digest, stripe, base = place
+        shared = self._private_since != _FORK_COUNT.forks
+        take_home = self._take_home
+        if take_home is not None and len(windows) == 1 and (self._mutexes or not shared):
+            # The common case in C (`_slot_take.c`): one window, the key in its home slot.
+            window = windows[0]
+            home = place.homes.get(window.period)
+            if home is None:
+                home = self._home(place, window.period)
+            result = take_home(
+                place.lock_address if shared else 0,
+                home[1],
+                home[0],
+                window.start,
+                window.end,
+                window.limit,
+                amount,
+            )
+            if result >= 0:
+                return _usage(Usage, (True, (result,)))
+            if result > _UNDECIDED:
+                return _usage(Usage, (False, (-1 - result,)))
+            if result == _RECOVERED:
+                log.warning("rate-limit counter table %s: recovered the lock of a dead worker", self.path)
+        return self._take_locked(place, windows, amount, shared)
+
+    def _take_locked(self, place: _Place, windows: Sequence[Window], amount: int, shared: bool) -> Usage:
+        """`take` in Python: any number of windows, probing and claiming slots (see module docs)."""
+        mm = self._map
+        if mm is None:
+            raise StoreError("the counter table is closed")
+        digest, base = place.digest, place.base
         slots = self.slots_per_stripe
         salts = self._salts
         unpack = _SLOT.unpack_from
-        shared = self.shared
         if shared:
-            lock = self._locks[stripe]
+            lock = self._locks[place.stripe]
             status = self._try_lock(lock)
             if status:
                 self._wait_lock(lock, status)
         try:
-            if len(windows) == 1:  # the common case, without the lists
-                window = windows[0]
-                salt = salts.get(window.period)
-                if salt is None:
-                    salt = self._salt(window.period)
-                slot_key = digest ^ salt or 1
-                offset = base + (slot_key & 0xFFFFFFFF) % slots * _SLOT_SIZE
-                k, start, end, count = unpack(mm, offset)
-                if k != slot_key:
-                    offset, start, end, count = self._find(mm, base, slot_key, window, int(time.time()))
-                if start < window.start:
-                    start, end, count = window.start, window.end, 0
-                if count + amount > window.limit:
-                    return _usage(Usage, (False, (count,)))
-                count += amount
-                _SLOT.pack_into(mm, offset, slot_key, start, end, count)
-                return _usage(Usage, (True, (count,)))
             now = 0
             allowed = True
             found = []  # (offset, slot key, window start, window end, count) per window
@@ -364,18 +411,30 @@ class SharedCounterTable:
             if shared:
                 self._unlock(lock)
 
-    def _place(self, key: str) -> tuple[int, int, int]:
+    def _place(self, key: str) -> _Place:
         """`key`'s hash, stripe and stripe offset, remembered: hashing costs more than the take."""
         hasher = self._hasher.copy()
         hasher.update(key.encode())
         digest = int.from_bytes(hasher.digest(), "little")
         stripe = (digest >> 32) % self.stripes
-        place = (digest, stripe, self._slots_base + stripe * self.slots_per_stripe * _SLOT_SIZE)
+        base = self._slots_base + stripe * self.slots_per_stripe * _SLOT_SIZE
+        lock_address = self._map_address + _HEADER_SIZE + stripe * _LOCK_SIZE if self._mutexes else 0
+        place = _Place(digest, stripe, base, lock_address)
         places = self._places
         if len(places) >= _PLACES_CACHED:
             places.clear()  # many distinct clients: rehashing some of them is cheap enough
         places[key] = place
         return place
+
+    def _home(self, place: _Place, period: str) -> tuple[int, int]:
+        """The slot key of `place`'s counter for `period` and the address of its home slot."""
+        salt = self._salts.get(period)
+        if salt is None:
+            salt = self._salt(period)
+        slot_key = place.digest ^ salt or 1
+        offset = place.base + (slot_key & 0xFFFFFFFF) % self.slots_per_stripe * _SLOT_SIZE
+        home = place.homes[period] = (slot_key, self._map_address + offset)
+        return home
 
     def _salt(self, period: str) -> int:
         salt = int.from_bytes(blake2b(period.encode(), digest_size=8).digest(), "little")
