@@ -40,13 +40,13 @@ def test_common_client_headers_are_decided_by_their_shape_alone() -> None:
     for name in REALISTIC:
         assert classify_request_header(name) == FORWARDED == request_header_kind(name)
     # Only X-Api-Key shares a shape (9 letters, x) with a special one (x-real-ip): it takes the lookup.
-    marked = [n for n in REALISTIC if headers._MAYBE_SPECIAL[headers._shape(n)]]
+    marked = [n for n in REALISTIC if headers._MAYBE_SPECIAL[headers.header_shape(n)]]
     assert marked == [b"X-Api-Key"]
 
 
 def test_names_sharing_a_shape_with_a_special_one_still_get_their_own_kind() -> None:
     # Same length and first letter as "host" / "connection", but forwarded.
-    assert headers._shape(b"Hint") == headers._shape(b"host")
+    assert headers.header_shape(b"Hint") == headers.header_shape(b"host")
     assert classify_request_header(b"Hint") == FORWARDED
     assert classify_request_header(b"Conversion") == FORWARDED
     assert classify_request_header(b"HOST") == HOST
@@ -55,3 +55,13 @@ def test_names_sharing_a_shape_with_a_special_one_still_get_their_own_kind() -> 
 
 def test_an_empty_name_is_dropped() -> None:
     assert classify_request_header(b"") == DROPPED
+
+
+def test_shape_marks_never_miss_a_marked_name_in_any_case() -> None:
+    marks = headers.shape_marks([b"Authorization", b"x-consumer-id", b""])
+    for name in (b"authorization", b"AUTHORIZATION", b"Authorization", b"X-Consumer-ID", b"x-consumer-id"):
+        assert marks[headers.header_shape(name)] == 1
+    # Other shapes are not marked; a name of the same shape is (the caller compares names next).
+    assert [n for n in (b"Accept", b"X-Request-Id", b"Cache-Control") if marks[headers.header_shape(n)]] == []
+    assert marks[headers.header_shape(b"Accept-Charsets")] == 0
+    assert marks[headers.header_shape(b"Authorizatiox")] == 1

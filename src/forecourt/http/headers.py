@@ -6,6 +6,7 @@ them in both directions, together with any header the `Connection` header names.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Final
 
 HOP_BY_HOP: frozenset[bytes] = frozenset(
@@ -75,15 +76,22 @@ _SPECIAL_REQUEST_HEADERS: dict[bytes, int] = {
 }
 
 
-def _shape(name: bytes) -> int:
-    """A name's length and first letter (case folded), as an index into `_MAYBE_SPECIAL`."""
+def header_shape(name: bytes) -> int:
+    """A non-empty name's length and first letter (case folded), as an index into a table made by
+    `shape_marks`: a cheap first filter for code looking for a few names among many headers."""
     return ((len(name) & 63) << 5) | (name[0] & 31)
+
+
+def shape_marks(names: Iterable[bytes]) -> bytes:
+    """A table marking the shapes of `names`: `table[header_shape(n)]` is 0 for any name `n` that
+    is none of them (case-insensitively), and 1 for them and for the few others of their shapes."""
+    shapes = frozenset(header_shape(n) for n in names if n)
+    return bytes(1 if i in shapes else 0 for i in range(2048))
 
 
 # Shapes of the special names: a header whose shape is not marked is forwarded without hashing its
 # name for a dict lookup (most of a request's headers; false positives just take the lookup).
-_SPECIAL_SHAPES = frozenset(_shape(n) for n in _SPECIAL_REQUEST_HEADERS)
-_MAYBE_SPECIAL: Final = bytes(1 if i in _SPECIAL_SHAPES else 0 for i in range(2048))
+_MAYBE_SPECIAL: Final = shape_marks(_SPECIAL_REQUEST_HEADERS)
 
 
 def classify_request_header(name: bytes) -> int:
@@ -91,7 +99,7 @@ def classify_request_header(name: bytes) -> int:
     by their shape alone. (An empty name, which llhttp never passes, is dropped.)"""
     if not name:
         return DROPPED
-    if not _MAYBE_SPECIAL[_shape(name)]:
+    if not _MAYBE_SPECIAL[header_shape(name)]:
         return FORWARDED
     kind = REQUEST_HEADER_KINDS.get(name)
     return kind if kind is not None else request_header_kind(name)

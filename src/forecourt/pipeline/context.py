@@ -23,6 +23,14 @@ if TYPE_CHECKING:
     from forecourt.proxy.forward import Exchange
 
 
+def _a_name_contains(headers: list[tuple[bytes, bytes]], fragment: bytes) -> bool:
+    # A loop, not any() over a generator: compiled, the generator is an object made per call.
+    for name, _ in headers:  # noqa: SIM110
+        if fragment in name.lower():
+            return True
+    return False
+
+
 # Compiled: one freed instance is kept for the next request (no allocation per request).
 @mypyc_attr(free_list_len=1)
 class ResponseHead:
@@ -38,7 +46,7 @@ class ResponseHead:
     for plugins that only add headers (rate-limiting's, an echoed correlation id).
     """
 
-    __slots__ = ("_headers", "added", "hold", "reason", "status", "wire")
+    __slots__ = ("_headers", "_lowered", "added", "hold", "reason", "status", "wire")
 
     def __init__(
         self,
@@ -51,6 +59,7 @@ class ResponseHead:
         self.reason = reason
         self._headers = headers
         self.wire = wire
+        self._lowered: bytes | None = None
         self.added: list[tuple[bytes, bytes]] = []  # added while `headers` was not parsed yet
         self.hold = False
 
@@ -73,12 +82,21 @@ class ResponseHead:
         """Whether the header list was needed (otherwise only `added` holds changes)."""
         return self._headers is not None
 
+    def lowered_wire(self) -> bytes | None:
+        """The upstream's head in lowercase (made once: the proxy's own checks of it reuse it)."""
+        lowered = self._lowered
+        if lowered is None and self.wire is not None:
+            lowered = self._lowered = self.wire.lower()
+        return lowered
+
     def may_contain(self, fragment: bytes) -> bool:
         """False when no header of the head can contain `fragment` (lowercase) in its name; a
         cheap check before a plugin reads the whole list (True may be a false alarm)."""
-        if self._headers is None and self.wire is not None:
-            return fragment in self.wire.lower() or any(fragment in n.lower() for n, _ in self.added)
-        return any(fragment in n.lower() for n, _ in self.headers)
+        if self._headers is None:
+            lowered = self.lowered_wire()
+            if lowered is not None:
+                return fragment in lowered or _a_name_contains(self.added, fragment)
+        return _a_name_contains(self.headers, fragment)
 
     def get(self, name: bytes) -> bytes | None:
         lowered = name.lower()

@@ -7,7 +7,9 @@ request headers), so an upstream never sees a spoofed `X-Consumer-Username`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
+
+from forecourt.http.headers import header_shape, shape_marks
 
 if TYPE_CHECKING:
     from forecourt.pipeline import Consumer, Context, Credential
@@ -21,7 +23,7 @@ ANONYMOUS = b"X-Anonymous-Consumer"
 
 _ALL = (CONSUMER_ID, CONSUMER_CUSTOM_ID, CONSUMER_USERNAME, CREDENTIAL_IDENTIFIER, ANONYMOUS)
 _MANAGED = frozenset(name.lower() for name in _ALL)
-_MANAGED_LENGTHS = frozenset(len(name) for name in _ALL)
+_MANAGED_MARKS: Final = shape_marks(_MANAGED)
 _ANONYMOUS_PAIR = (ANONYMOUS, b"true")
 
 HeaderPairs = tuple[tuple[bytes, bytes], ...]
@@ -54,7 +56,6 @@ def consumer_headers(consumer: Consumer, identifier: str | None) -> HeaderPairs:
 
 CONSUMER_HEADER_NAMES = _MANAGED
 """The lowercased names `authenticate` replaces, for callers that walk the headers anyway."""
-CONSUMER_HEADER_LENGTHS = _MANAGED_LENGTHS
 
 
 def authenticate(
@@ -75,9 +76,9 @@ def authenticate(
     req = ctx.req
     current = req.headers
     if spoofed:
-        # Clients almost never send these names: look first (by length, then name), copy only if so.
+        # Clients almost never send these names: look first (by shape, then name), copy only if so.
         for name, _ in current:
-            if len(name) in _MANAGED_LENGTHS and name.lower() in _MANAGED:
+            if name and _MANAGED_MARKS[header_shape(name)] and name.lower() in _MANAGED:
                 current = req.headers = [pair for pair in current if pair[0].lower() not in _MANAGED]
                 break
     current.extend(headers)

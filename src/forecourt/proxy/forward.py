@@ -332,7 +332,8 @@ class Exchange(UpstreamUser):
 
         Removing or editing a header changes the list's first entries (plugins build a new list
         to remove one), which the comparison with the parsed copy sees; it is C-level and much
-        cheaper than classifying every header again.
+        cheaper than classifying every header again. (Not an element-wise `is` loop: compiled,
+        each `tuple[bytes, bytes]` read from a list is a new box, never the same object.)
         """
         req = self.req
         parsed = req.parsed_headers
@@ -346,8 +347,7 @@ class Exchange(UpstreamUser):
             return b""
         parts: list[bytes] = []
         for name, value in headers[count:]:
-            kind = classify_request_header(name)
-            if kind != FORWARDED:
+            if classify_request_header(name) != FORWARDED:
                 return None
             parts.append(name)
             parts.append(b": ")
@@ -436,7 +436,7 @@ class Exchange(UpstreamUser):
                 return
             if not response_head.parsed and response_head.status == status:
                 # The plugins only added headers: splice those into the upstream's own head.
-                self.write_wire_head(status, head, response_head.added)
+                self.write_wire_head(status, head, response_head.added, response_head.lowered_wire())
                 return
             reason = reason_phrase(head) if response_head.status == status else b""
             self.write_head(response_head.status, reason, response_head.headers)
@@ -444,7 +444,11 @@ class Exchange(UpstreamUser):
         self.write_wire_head(status, head)
 
     def write_wire_head(
-        self, status: int, head: bytes, extra: list[tuple[bytes, bytes]] | None = None
+        self,
+        status: int,
+        head: bytes,
+        extra: list[tuple[bytes, bytes]] | None = None,
+        lowered: bytes | None = None,
     ) -> None:
         """Forward the upstream's head as the bytes it came in, with our edits spliced in.
 
@@ -452,9 +456,11 @@ class Exchange(UpstreamUser):
         decide: only a single plain `Connection: keep-alive|close` is cut out here (and
         `Content-Length` noted); a head with any other header the proxy drops or rewrites goes
         through `write_head`. (A `finditer` over every header of note cost three times as much.)
-        `extra`: headers response-phase plugins appended, written after the upstream's.
+        `extra`: headers response-phase plugins appended, written after the upstream's;
+        `lowered`: `head.lower()` when the caller already has it.
         """
-        lowered = head.lower()
+        if lowered is None:
+            lowered = head.lower()
         if _RESPONSE_HEADERS_TO_EDIT.search(lowered) is None:
             has_length = lowered.find(b"\r\ncontent-length:") >= 0
             at = lowered.find(b"\r\nconnection:")
@@ -491,8 +497,13 @@ class Exchange(UpstreamUser):
         if start < end:
             out.append(head[start:end])
         if extra:
+            parts: list[bytes] = []
             for name, value in extra:
-                out.append(name + b": " + value + b"\r\n")
+                parts.append(name)
+                parts.append(b": ")
+                parts.append(value)
+                parts.append(b"\r\n")
+            out.append(b"".join(parts))
         req = self.req
         keep_alive = self.client_keep_alive and not self.client.closing
         if not has_length and not (req.method == "HEAD" or status in _NO_BODY_STATUSES or status < 200):

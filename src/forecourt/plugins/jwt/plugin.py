@@ -28,12 +28,12 @@ from urllib.parse import parse_qsl
 import orjson
 
 from forecourt.config.credentials import JWT_ALGORITHMS
+from forecourt.http.headers import header_shape, shape_marks
 from forecourt.pipeline.consumers import Credential
 from forecourt.pipeline.context import Context
 from forecourt.pipeline.plugin import Plugin, PluginEnv, PluginScope
 from forecourt.pipeline.response import Response
 from forecourt.plugins._consumer_headers import (
-    CONSUMER_HEADER_LENGTHS,
     CONSUMER_HEADER_NAMES,
     HeaderPairs,
     anonymous_consumer,
@@ -123,7 +123,7 @@ class JwtPlugin(Plugin[JwtConfig]):
         self._single_header = (
             next(iter(self._headers)) if len(self._headers) == 1 and not self._cookies else None
         )
-        self._scan_lengths = CONSUMER_HEADER_LENGTHS | self._header_lengths
+        self._scan_marks = shape_marks([*CONSUMER_HEADER_NAMES, *self._headers])
         self._skip_preflight = not config.run_on_preflight
         self._claims = config.claims_to_verify
         self._audiences = frozenset(config.audiences)
@@ -179,7 +179,7 @@ class JwtPlugin(Plugin[JwtConfig]):
         wanted = self._single_header
         token: object
         if wanted is not None and not (req.query and self._params):
-            token, spoofed = self._header_token(req.headers, wanted, self._scan_lengths)
+            token, spoofed = self._header_token(req.headers, wanted, self._scan_marks)
         else:
             token, spoofed = self._find_token(ctx), True
         if type(token) is str:
@@ -249,17 +249,18 @@ class JwtPlugin(Plugin[JwtConfig]):
     # ------------------------------------------------------------------ finding the token
     @staticmethod
     def _header_token(
-        headers: list[tuple[bytes, bytes]], wanted: bytes, lengths: frozenset[int]
+        headers: list[tuple[bytes, bytes]], wanted: bytes, marks: bytes
     ) -> tuple[str | None, bool]:
         """The token of the first `wanted` header (Kong reads the first of repeated headers), and
         whether the client sent a consumer header: one pass serves both.
 
-        `lengths` holds the lengths of `wanted` and of the consumer headers' names.
+        `marks` marks the shapes of `wanted` and of the consumer headers' names (`shape_marks`):
+        most headers are passed over without lowering their names.
         """
         token: str | None = None
         found = spoofed = False
         for name, value in headers:
-            if len(name) in lengths:
+            if name and marks[header_shape(name)]:
                 lowered = name.lower()
                 if lowered == wanted and not found:
                     token = _bearer_token(value)
@@ -416,7 +417,7 @@ class JwtPlugin(Plugin[JwtConfig]):
 
 def _bearer_token(value: bytes) -> str | None:
     """The token of an `Authorization`-style header value, None when it holds none."""
-    if value[:7].lower() == b"bearer ":  # the common shape, without a regex
+    if value.startswith(b"Bearer ") or value[:7].lower() == b"bearer ":  # the common shapes, no regex
         bare = value[7:].strip()
         return bare.decode("latin-1") if bare else None
     match = _BEARER.search(value.decode("latin-1"))
