@@ -23,6 +23,7 @@ test: $(STAMP) system-deps native
 ## ruff and mypy, as CI would.
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 
 ## Forecourt against nginx on this machine (needs nginx and wrk; installed when missing).
@@ -34,7 +35,7 @@ native: $(STAMP)
 	$(BIN)/python scripts/build_native.py
 
 system-deps:
-	bash scripts/install-system-deps.sh
+	PYTHON=$(PYTHON) bash scripts/install-system-deps.sh
 
 clean:
 	-$(BIN)/python scripts/build_native.py --clean

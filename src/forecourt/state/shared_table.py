@@ -37,9 +37,11 @@ found where it was put. When all probed slots hold live windows (a table sized f
 its key set), the slot whose window ends first is taken over, which resets that counter — the
 same trade Kong's LRU-evicting shared dict makes; it is logged.
 
-Cost: a dict lookup (a key's hash is remembered), the lock, and a struct read/write per period:
-about 1 µs per take with one period on a 2020s x86 core (`tests/state/test_shared_table.py`
-measures it).
+Cost: a dict lookup (a key's hash is remembered), the lock, and a struct read/write per period.
+The common case (one period, the key in its home slot, the lock free) runs in C
+(`_slot_take.c`, built with the compiled modules): ~0.45 µs per take against ~1.2 µs for this
+module's Python path, which does everything else and is the whole table in pure-Python mode
+(`tests/state/test_shared_table.py` measures both).
 """
 
 from __future__ import annotations
