@@ -99,6 +99,16 @@ def main() -> int:
     if args.scenario == "all":
         scenarios = ["plain", *sorted(p.stem for p in CONFIGS.glob("*.yaml") if p.stem != "plain")]
     extra = [a for a in args.rest if a != "--"]
+    # Say which build runs: an edit since `make native` means pure Python and figures ~2x slower.
+    mode = subprocess.run(
+        [str(FORECOURT.parent / "python"), "-c", "import forecourt; print(forecourt.NATIVE_STATUS)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    print(f"## forecourt: {mode or 'cannot import forecourt'}", flush=True)
+    if not mode.startswith("compiled"):
+        print("## warning: not the compiled build; `make native` first for figures to quote", flush=True)
     status = 0
     workdir = Path(tempfile.mkdtemp(prefix="forecourt-bench-"))
     for scenario in scenarios:

@@ -64,6 +64,7 @@ def test_defaults_are_kongs() -> None:
         ({"minute": 5, "limit_by": "path", "path": "x"}, "should start with: /"),
         ({"minute": 5, "limit_by": "nothing"}, "limit_by"),
         ({"minute": 5, "redis_host": "a", "redis": {"host": "b"}}, "disagree"),
+        ({"minute": 5, "policy": "redis", "redis": {"host": "r", "database": -1}}, "greater than or equal"),
         ({"minute": 5, "no_such_field": 1}, "no_such_field"),
     ],
 )

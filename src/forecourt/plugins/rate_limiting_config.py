@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from forecourt.pipeline.plugin import PluginConfig
+from forecourt.plugins.redis_config import RedisConfig
 
 PERIODS = ("second", "minute", "hour", "day", "month", "year")
 _FLAT_REDIS_FIELDS = (
@@ -27,20 +28,6 @@ _FLAT_REDIS_FIELDS = (
 
 
 # ---------------------------------------------------------------------- config
-class RedisConfig(PluginConfig):
-    """Kong 3.x's `config.redis` record (the shared Redis schema of its plugins)."""
-
-    host: str | None = Field(None, description="Redis host; required with policy `redis`.")
-    port: int = Field(6379, ge=0, le=65535, description="Redis port.")
-    timeout: int = Field(2000, ge=0, le=2**31 - 2, description="Connect and reply timeout in milliseconds.")
-    username: str | None = Field(None, description="ACL user (Redis 6+); no AUTH user when unset.")
-    password: str | None = Field(None, description="Password; no AUTH when unset.")
-    database: int = Field(0, description="Redis database number.")
-    ssl: bool = Field(False, description="Connect with TLS.")
-    ssl_verify: bool = Field(False, description="Verify the server certificate (with `ssl`).")
-    server_name: str | None = Field(None, description="TLS server name; Forecourt only accepts the host.")
-
-
 class RateLimitingConfig(PluginConfig):
     """Kong 3.x `rate-limiting` config."""
 

@@ -15,6 +15,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from forecourt.pipeline import PluginConfig
 from forecourt.plugins.proxy_cache.policy import parse_media_type
+from forecourt.plugins.redis_config import RedisConfig
 
 __all__ = [
     "CacheMethod",
@@ -43,20 +44,6 @@ class MemoryConfig(PluginConfig):
         ge=1024,
         description="Bytes the store may hold (per worker process); least recently used entries go first.",
     )
-
-
-class RedisConfig(PluginConfig):
-    """Kong's shared `config.redis` record (the fields Forecourt supports)."""
-
-    host: str | None = Field(None, description="Redis host; required with strategy `redis` (or --redis URL).")
-    port: int = Field(6379, ge=0, le=65535, description="Redis port.")
-    timeout: int = Field(2000, ge=0, le=2**31 - 2, description="Connect and reply timeout in milliseconds.")
-    username: str | None = Field(None, description="ACL user (Redis 6+).")
-    password: str | None = Field(None, description="Password; no AUTH when unset.")
-    database: int = Field(0, ge=0, description="Redis database number.")
-    ssl: bool = Field(False, description="Connect with TLS.")
-    ssl_verify: bool = Field(False, description="Verify the server certificate (with `ssl`).")
-    server_name: str | None = Field(None, description="TLS server name; only the host is supported.")
 
 
 class ResponseHeadersConfig(PluginConfig):
