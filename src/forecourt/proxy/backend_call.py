@@ -73,27 +73,18 @@ class BackendCall(UpstreamUser):
     """One request to one service: pick a target, send on a pooled connection, collect the answer."""
 
     __slots__ = (
-        "attempts",
         "body",
         "chunks",
         "delimited",
-        "endpoint",
         "future",
         "hash_key",
         "head",
         "max_body",
         "method",
         "received",
-        "released",
         "response_headers",
-        "runtime",
         "sent",
-        "service",
         "status",
-        "t_first_byte",
-        "t_sent",
-        "tried",
-        "upstream",
     )
 
     def __init__(
@@ -108,28 +99,19 @@ class BackendCall(UpstreamUser):
         max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         """`head` is the request line and headers without `Host` and framing (added per target)."""
-        super().__init__()
-        self.runtime = runtime
-        self.service = service
+        super().__init__(runtime, service)
         self.method = method
         self.head = head
         self.body = body
         self.hash_key = hash_key
         self.max_body = max_body
         self.future: asyncio.Future[BackendAnswer] | None = None
-        self.upstream: UpstreamConnection | None = None
-        self.endpoint: Endpoint | None = None
-        self.released = True
-        self.tried: list[Endpoint] = []
-        self.attempts = 0
         self.sent = False
         self.delimited = True
         self.status = 0
         self.response_headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []
         self.received = 0
-        self.t_sent = 0.0
-        self.t_first_byte = 0.0
 
     async def run(self) -> BackendAnswer:
         """The answer; raises `BackendError`. Cancellation aborts the call."""
@@ -186,22 +168,6 @@ class BackendCall(UpstreamUser):
                 break
         return None, skipped
 
-    def start_connect(self) -> None:
-        endpoint = self.endpoint
-        assert endpoint is not None
-        service = self.service
-        self.runtime.pool.connect(
-            self,
-            endpoint.key,
-            endpoint.ip,
-            endpoint.port,
-            service.connect_timeout,
-            service.ssl_context,
-            service.server_hostname or endpoint.host,
-            self.attach,
-            self.connect_failed,
-        )
-
     def connect_failed(self, exc: BaseException) -> None:
         if isinstance(exc, TimeoutError):
             self._note_failure(Outcome.TIMEOUT)
@@ -237,16 +203,6 @@ class BackendCall(UpstreamUser):
             self.head + self.service.host_header(endpoint) + framing + body,
             self.method == "HEAD",
         )
-
-    def release_endpoint(self) -> None:
-        endpoint = self.endpoint
-        if endpoint is None or self.released:
-            return
-        self.released = True
-        balancer = self.service.targets.balancer
-        balancer.release(endpoint)
-        if self.t_first_byte:
-            balancer.observe(endpoint, self.t_first_byte - self.t_sent)
 
     def _note_failure(self, outcome: Outcome) -> None:
         """The attempt failed without an answer: tell passive health checks and the target's breaker,

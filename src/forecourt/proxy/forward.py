@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from forecourt.http.server import ClientConnection
     from forecourt.http.upstream import UpstreamConnection
     from forecourt.pipeline import Context, Response, ResponseHead
-    from forecourt.plan import RoutePlan, ServicePlan
+    from forecourt.plan import RoutePlan
     from forecourt.runtime import GatewayRuntime
     from forecourt.upstream import CircuitBreakers, Endpoint
     from forecourt.upstream.retry import RetryWaiter
@@ -77,30 +77,21 @@ class Exchange(UpstreamUser):
 
     __slots__ = (
         "access_task",
-        "attempts",
         "bytes_sent_upstream",
         "client",
         "client_keep_alive",
         "close_delimited",
         "ctx",
-        "endpoint",
         "head_held",
         "out",
         "pending",
         "rechunk",
-        "released",
         "req",
         "response_bytes",
         "retry_token",
         "route",
-        "runtime",
-        "service",
         "status",
         "streaming_body",
-        "t_first_byte",
-        "t_sent",
-        "tried",
-        "upstream",
     )
 
     def __init__(
@@ -111,8 +102,9 @@ class Exchange(UpstreamUser):
         route: RoutePlan,
         ctx: Context | None = None,
     ) -> None:
-        super().__init__()
-        self.runtime = runtime
+        service = route.service
+        assert service is not None
+        super().__init__(runtime, service)
         self.ctx = ctx
         if ctx is not None:
             ctx.exchange = self  # what log-phase plugins read (status, sizes, timings)
@@ -120,14 +112,6 @@ class Exchange(UpstreamUser):
         self.client = client
         self.req = req
         self.route = route
-        service = route.service
-        assert service is not None
-        self.service: ServicePlan = service
-        self.upstream: UpstreamConnection | None = None
-        self.endpoint: Endpoint | None = None
-        self.released = True
-        self.tried: list[Endpoint] = []
-        self.attempts = 0
         self.bytes_sent_upstream = False
         self.streaming_body = False
         self.head_held = False
@@ -136,8 +120,6 @@ class Exchange(UpstreamUser):
         self.client_keep_alive = req.keep_alive
         self.status = 0
         self.response_bytes = 0
-        self.t_sent = 0.0
-        self.t_first_byte = 0.0
         self.out: list[bytes] = []
         self.retry_token = False  # holds one of the upstream's retry-budget tokens
         self.pending: asyncio.Handle | RetryWaiter | None = None  # a scheduled or queued retry
@@ -196,32 +178,6 @@ class Exchange(UpstreamUser):
         wait = max(1, math.ceil(breakers.retry_after(refused)))
         self.fail(503, BREAKER_OPEN_MESSAGE, extra_headers=b"Retry-After: %d\r\n" % wait)
         return None
-
-    def release_endpoint(self) -> None:
-        """Give the balancer back the in-flight slot of the current target (least-connections)."""
-        endpoint = self.endpoint
-        if endpoint is not None and not self.released:
-            self.released = True
-            balancer = self.service.targets.balancer
-            balancer.release(endpoint)
-            if self.t_first_byte:
-                balancer.observe(endpoint, self.t_first_byte - self.t_sent)
-
-    def start_connect(self) -> None:
-        endpoint = self.endpoint
-        assert endpoint is not None
-        service = self.service
-        self.runtime.pool.connect(
-            self,
-            endpoint.key,
-            endpoint.ip,
-            endpoint.port,
-            service.connect_timeout,
-            service.ssl_context,
-            service.server_hostname or endpoint.host,
-            self.attach,
-            self.connect_failed,
-        )
 
     def connect_failed(self, exc: BaseException) -> None:
         if isinstance(exc, TimeoutError):
