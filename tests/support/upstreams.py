@@ -50,9 +50,13 @@ class DemoUpstream:
         self._started.set()
         self._loop.run_forever()
         self._server.close()
+        # One more turn first: a connection accepted just before the stop has its protocol made
+        # but `connection_made` still queued; closing before it runs would leave its socket open.
+        self._loop.run_until_complete(asyncio.sleep(0))
         self.service.close_connections()
         self._loop.run_until_complete(self._server.wait_closed())
         self._loop.run_until_complete(asyncio.sleep(0.01))
+        self.service.close_connections()  # any that arrived during the wait
         pending = asyncio.all_tasks(self._loop)
         for task in pending:
             task.cancel()
