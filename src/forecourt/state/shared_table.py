@@ -214,11 +214,13 @@ class SharedCounterTable:
         except BaseException:
             os.close(fd)
             raise
+        self._map_address = _address(table_map)
+        self._mutexes = locks == _ROBUST_MUTEXES
         self._try_lock: Callable[[Any], int]
         self._unlock: Callable[[Any], int]
-        if locks == _ROBUST_MUTEXES:
+        if self._mutexes:
             assert _PTHREAD is not None
-            start = _address(self._map) + _HEADER_SIZE
+            start = self._map_address + _HEADER_SIZE
             self._locks: tuple[Any, ...] = tuple(
                 ctypes.c_void_p(start + stripe * _LOCK_SIZE) for stripe in range(self.stripes)
             )
@@ -231,8 +233,6 @@ class SharedCounterTable:
         self._hasher = blake2b(digest_size=8, key=secret)
         self._salts: dict[str, int] = {}
         self._places: dict[str, _Place] = {}
-        self._map_address = _address(table_map)
-        self._mutexes = locks == _ROBUST_MUTEXES
         self._take_home: Callable[[int, int, int, int, int, int, int], int] | None = _TAKE_HOME
         self._evictions = 0
 
@@ -420,7 +420,7 @@ class SharedCounterTable:
         digest = int.from_bytes(hasher.digest(), "little")
         stripe = (digest >> 32) % self.stripes
         base = self._slots_base + stripe * self.slots_per_stripe * _SLOT_SIZE
-        lock_address = self._map_address + _HEADER_SIZE + stripe * _LOCK_SIZE if self._mutexes else 0
+        lock_address = int(self._locks[stripe].value) if self._mutexes else 0  # the mutex's address
         place = _Place(digest, stripe, base, lock_address)
         places = self._places
         if len(places) >= _PLACES_CACHED:
