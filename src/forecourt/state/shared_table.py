@@ -375,9 +375,9 @@ class SharedCounterTable:
         mm = self._map
         if mm is None:
             raise StoreError("the counter table is closed")
-        digest, base = place.digest, place.base
-        slots = self.slots_per_stripe
-        salts = self._salts
+        base = place.base
+        homes = place.homes
+        map_address = self._map_address
         unpack = _SLOT.unpack_from
         if shared:
             lock = self._locks[place.stripe]
@@ -389,11 +389,11 @@ class SharedCounterTable:
             allowed = True
             found = []  # (offset, slot key, window start, window end, count) per window
             for window in windows:
-                salt = salts.get(window.period)
-                if salt is None:
-                    salt = self._salt(window.period)
-                slot_key = digest ^ salt or 1
-                offset = base + (slot_key & 0xFFFFFFFF) % slots * _SLOT_SIZE
+                home = homes.get(window.period)
+                if home is None:
+                    home = self._home(place, window.period)
+                slot_key = home[0]
+                offset = home[1] - map_address
                 k, start, end, count = unpack(mm, offset)
                 if k != slot_key:  # not in its home slot: probe (and claim a slot if need be)
                     now = now or int(time.time())
@@ -429,7 +429,8 @@ class SharedCounterTable:
         return place
 
     def _home(self, place: _Place, period: str) -> tuple[int, int]:
-        """The slot key of `place`'s counter for `period` and the address of its home slot."""
+        """The slot key of `place`'s counter for `period` and the address of its home slot
+        (remembered in `place.homes`; both take paths start there)."""
         salt = self._salts.get(period)
         if salt is None:
             salt = self._salt(period)
